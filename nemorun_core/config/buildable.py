@@ -1,0 +1,169 @@
+"""``run.Config`` and ``run.Partial``: Fiddle buildables that check names and types when they are set.
+
+Fiddle already refuses unknown argument names; these subclasses add what a user needs at configuration time: the
+closest valid name in the error, a check of every value against the parameter's annotation, and a ``build`` that
+names the config path whose construction failed.
+
+Methods on a buildable shadow parameters of the same name for attribute *reading* (``cfg.build`` is the method).
+The methods are kept few for that reason: ``build``, ``validate``, ``walk``, ``broadcast`` and the ``to_*`` exports.
+A parameter that collides is still reachable with ``cfg.__arguments__["build"]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Generic, TypeVar
+
+import fiddle as fdl
+
+from nemorun_core.errors import ConfigTypeError, UnknownParameterError
+from nemorun_core.config import typecheck
+
+T = TypeVar("T")
+
+
+def unwrap_target(fn_or_cls: Any) -> Any:
+    """The plain function behind a ``@run.partial`` / ``@run.cli.entrypoint`` wrapper, or the object itself."""
+    return getattr(fn_or_cls, "__nemorun_wrapped__", fn_or_cls)
+
+
+def target_name(fn_or_cls: Any) -> str:
+    return getattr(fn_or_cls, "__qualname__", None) or getattr(fn_or_cls, "__name__", None) or repr(fn_or_cls)
+
+
+def is_buildable(value: Any) -> bool:
+    return isinstance(value, fdl.Buildable)
+
+
+def _valid_names(fn_or_cls: Any) -> list[str] | None:
+    """Parameter names accepted by ``fn_or_cls``, or None when it takes ``**kwargs`` (anything goes)."""
+    try:
+        sig = inspect.signature(fn_or_cls)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind is not inspect.Parameter.VAR_POSITIONAL:
+            names.append(p.name)
+    return names
+
+
+class _Checked:
+    """Mixin over a Fiddle buildable: friendly unknown-name errors and annotation checks on every assignment."""
+
+    def __init__(self, fn_or_cls: Any, /, *args: Any, **kwargs: Any):
+        fn_or_cls = unwrap_target(fn_or_cls)
+        if not is_buildable(fn_or_cls):
+            if not callable(fn_or_cls):
+                raise TypeError(
+                    f"{type(self).__name__} needs a function or class to configure, got {fn_or_cls!r}"
+                )
+            valid = _valid_names(fn_or_cls)
+            if valid is not None:
+                for name in kwargs:
+                    if name not in valid:
+                        raise UnknownParameterError(name, target_name(fn_or_cls), valid)
+        try:
+            super().__init__(fn_or_cls, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"cannot configure {target_name(fn_or_cls)}: {exc}") from None
+        for name, value in list(self.__arguments__.items()):
+            if isinstance(name, str):
+                self._check_value(name, value)
+
+    def _check_value(self, name: str, value: Any) -> None:
+        annotation = typecheck.parameter_annotations(self.__fn_or_cls__).get(name)
+        if annotation is None:
+            return
+        reason = typecheck.mismatch(value, annotation)
+        if reason is not None:
+            detail = "" if reason == "wrong type" else reason
+            raise ConfigTypeError(
+                f"{target_name(self.__fn_or_cls__)}.{name}", typecheck.type_name(annotation), value, detail=detail
+            )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("__") and name.endswith("__"):
+            return super().__setattr__(name, value)
+        valid = _valid_names(self.__fn_or_cls__)
+        if valid is not None and name not in valid:
+            raise UnknownParameterError(name, target_name(self.__fn_or_cls__), valid)
+        self._check_value(name, value)
+        super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("__") or name.startswith("_repr") or name.startswith("_ipython"):
+                raise
+            valid = _valid_names(self.__fn_or_cls__) or sorted(k for k in self.__arguments__ if isinstance(k, str))
+            raise UnknownParameterError(name, target_name(self.__fn_or_cls__), valid) from None
+
+    # -- the few methods (see the module docstring) ---------------------------------------------------------------
+    def build(self) -> Any:
+        """Build the object this config describes (calling every nested config). Same as ``run.build(self)``."""
+        from nemorun_core.config.building import build
+
+        return build(self)
+
+    def validate(self) -> None:
+        """Check every value's type and run the registered validation rules; raise on the first failure."""
+        from nemorun_core.config.validation import validate
+
+        validate(self)
+
+    def walk(self, **fns: Callable[[Any], Any]) -> "_Checked":
+        """Return a copy where each named argument, wherever it appears in the tree, is replaced by ``fn(old)``."""
+        from nemorun_core.config.tree import walk_arguments
+
+        return walk_arguments(self, **fns)
+
+    def broadcast(self, **values: Any) -> "_Checked":
+        """Return a copy where each named argument is set to the value in every config of the tree that accepts it."""
+        from nemorun_core.config.tree import broadcast
+
+        return broadcast(self, **values)
+
+    def to_yaml(self) -> str:
+        from nemorun_core.config import serialize
+
+        return serialize.to_yaml(self)
+
+    def to_toml(self) -> str:
+        from nemorun_core.config import serialize
+
+        return serialize.to_toml(self)
+
+    def to_json(self) -> str:
+        from nemorun_core.config import serialize
+
+        return serialize.to_json(self)
+
+    def to_code(self) -> str:
+        from nemorun_core.config import serialize
+
+        return serialize.to_code(self)
+
+    def __rich__(self) -> Any:
+        from nemorun_core.config.render import rich_tree
+
+        return rich_tree(self)
+
+    def _repr_html_(self) -> str:
+        from nemorun_core.config.render import html
+
+        return html(self)
+
+
+class Config(_Checked, fdl.Config, Generic[T]):
+    """A configured call: ``run.Config(ModelConfig, hidden_size=768)`` builds ``ModelConfig(hidden_size=768)``.
+
+    As a task, a Config of a function is run by building it (which calls the function).
+    """
+
+
+class Partial(_Checked, fdl.Partial, Generic[T]):
+    """A configured call left open: building gives ``functools.partial``; as a task it is called with no arguments."""

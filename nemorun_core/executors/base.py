@@ -1,0 +1,259 @@
+"""The job contract that every executor implements.
+
+The experiment layer, ``run.run`` and both orchestrator packages talk to backends only through this module:
+
+* :class:`JobState` - the six states, with ``is_terminal``; each backend maps its native states with one dict.
+* :class:`JobStatus` - a state plus the backend's native state, a message and the exit code when known.
+* :class:`JobHandle` - a frozen, versioned, JSON-serializable value that is all one needs (with the executor's
+  serialized config) to find a job again from another process, after a crash, or from an orchestrator.
+* :class:`Job` - what is submitted: a name, a stable key, the command to run and where its files live.
+* :class:`SubmitRequest` - the pure result of ``dryrun``: exactly what ``submit`` would send.
+* :class:`Executor` - ``dryrun``, ``submit``, ``status``, ``status_many``, ``logs``, ``cancel``, ``find``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import time
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+from nemorun_core.errors import ExecutorError
+
+HANDLE_VERSION = 1
+
+
+class JobState(str, enum.Enum):
+    """The state of a job, common to every backend."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of one job's state.
+
+    Attributes:
+        state: the common state.
+        native: the backend's own state string (``"COMPLETED"``, ``"exited"``, ...), kept for people and debugging.
+        message: why the job is in this state, when the backend says (``"OOM killed"``, ``"DependencyNeverSatisfied"``).
+        exit_code: the exit status when the job has ended and the backend knows it.
+    """
+
+    state: JobState
+    native: str = ""
+    message: str = ""
+    exit_code: int | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state.value, "native": self.native, "message": self.message, "exit_code": self.exit_code}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "JobStatus":
+        return cls(JobState(data["state"]), data.get("native", ""), data.get("message", ""), data.get("exit_code"))
+
+
+@dataclasses.dataclass(frozen=True)
+class JobHandle:
+    """Everything needed to find a submitted job again.
+
+    A handle holds no process-local state: serialize it with :meth:`to_json`, store it anywhere (the experiment
+    store, XCom, a Prefect result), and :meth:`from_json` it in another process to ask the same executor about the
+    job. ``extras`` holds the few backend strings needed to reach the job (host, remote job dir, namespace).
+
+    Attributes:
+        backend: the executor's backend name (``"local"``, ``"slurm"``, ...).
+        job_id: the backend's id for the job (a pid, a Slurm job id, a container id).
+        key: the job's stable key (experiment id / task name / attempt), also written into the backend's metadata.
+        job_dir: where the job's files (logs, status, result) live, on the machine that runs it.
+        extras: backend-specific strings, sorted for a stable JSON form.
+    """
+
+    backend: str
+    job_id: str
+    key: str
+    job_dir: str = ""
+    extras: tuple[tuple[str, str], ...] = ()
+    version: int = HANDLE_VERSION
+
+    @classmethod
+    def create(cls, backend: str, job_id: str, key: str, job_dir: str = "", **extras: str) -> "JobHandle":
+        return cls(backend, str(job_id), key, str(job_dir), tuple(sorted((k, str(v)) for k, v in extras.items())))
+
+    def extra(self, name: str, default: str | None = None) -> str | None:
+        return dict(self.extras).get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "backend": self.backend,
+            "job_id": self.job_id,
+            "key": self.key,
+            "job_dir": self.job_dir,
+            "extras": dict(self.extras),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "JobHandle":
+        version = int(data.get("version", 0))
+        if version > HANDLE_VERSION:
+            raise ExecutorError(
+                f"job handle version {version} is newer than this nemorun understands ({HANDLE_VERSION}); "
+                "upgrade nemorun where the handle is read"
+            )
+        try:
+            return cls.create(
+                data["backend"], data["job_id"], data["key"], data.get("job_dir", ""), **dict(data.get("extras", {}))
+            )
+        except KeyError as exc:
+            raise ExecutorError(f"job handle is missing the field {exc.args[0]!r}: {dict(data)!r}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobHandle":
+        return cls.from_dict(json.loads(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitRequest:
+    """What ``submit`` would send, computed without any I/O.
+
+    Attributes:
+        backend: the executor's backend name.
+        text: the exact payload in its native form (a launch script, an sbatch script, a container spec).
+        files: other files the job directory will hold, by relative name (the serialized task, for instance).
+        meta: structured facts about the request, for tests and orchestrators (command, env var names, resources).
+    """
+
+    backend: str
+    text: str
+    files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclasses.dataclass
+class Job:
+    """One unit of work handed to an executor.
+
+    Attributes:
+        name: the task's name within its experiment (also used in file names; validated).
+        key: the stable key, ``"<experiment id>/<task name>/<attempt>"``; the backend records it so a second submit
+            of the same key finds the first job instead of starting another.
+        command: the argv that runs one process of the task (the launcher may wrap it).
+        job_dir: where the job's files live on the machine that runs it.
+        env: extra environment variables for the task (secrets included: executors pass them to the process but never
+            write them into files they render).
+        files: files to write into the job dir before starting (relative name -> text), e.g. the serialized task.
+        launcher: optional launcher (Torchrun, ...) that turns ``command`` into a distributed command.
+        cwd: working directory for the task, if not the executor's default.
+    """
+
+    name: str
+    key: str
+    command: list[str]
+    job_dir: str
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    launcher: Any = None
+    cwd: str | None = None
+
+
+class Executor:
+    """Base class of executors: where and how a job runs.
+
+    Subclasses are dataclasses whose fields are the user's settings (so they serialize like any config) and implement
+    the contract methods below. They declare what they can do in ``capabilities`` instead of raising
+    ``NotImplementedError`` at run time.
+    """
+
+    backend: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    # -- the contract ---------------------------------------------------------------------------------------------
+    def dryrun(self, job: Job) -> SubmitRequest:
+        """Render exactly what :meth:`submit` would send. Pure: no I/O, no clock, no randomness."""
+        raise NotImplementedError
+
+    def submit(self, job: Job) -> JobHandle:
+        """Start the job and return its handle. Blocks only until the backend accepted the job.
+
+        Idempotent by ``job.key`` where the backend allows it: if a job with that key already exists it is returned.
+        Raises :class:`~nemorun_core.errors.SubmissionError` if nothing could be started (and leaves nothing behind).
+        """
+        raise NotImplementedError
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        """Return the job's current status. Non-blocking beyond one backend call; an unknown job is ``UNKNOWN``."""
+        return self.status_many([handle])[handle]
+
+    def status_many(self, handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
+        """Status of many jobs in one backend call where the backend allows it."""
+        raise NotImplementedError
+
+    def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
+        """Yield the job's log lines starting at line ``offset`` (0-based), without trailing newlines.
+
+        With ``follow`` the iterator keeps yielding new lines until the job is terminal and its log is drained.
+        """
+        raise NotImplementedError
+
+    def cancel(self, handle: JobHandle) -> None:
+        """Ask the backend to stop the job. Idempotent and non-blocking; cancelling a finished job does nothing."""
+        raise NotImplementedError
+
+    def find(self, key: str, job_dir: str) -> JobHandle | None:
+        """Return the handle of an existing job submitted with ``key``, or None. Used to re-attach, never resubmit."""
+        return None
+
+    def wait_any(self, handles: Sequence[JobHandle], timeout: float) -> None:
+        """Block until one of ``handles`` may have changed state or ``timeout`` seconds pass.
+
+        The default sleeps; executors that can be woken by the backend (a pidfd, a watch) override it so that
+        waiting costs no polling delay.
+        """
+        time.sleep(timeout)
+
+    def result_path(self, handle: JobHandle) -> str | None:
+        """A local path to the job's ``result.json`` when the job's files are reachable here, else None."""
+        return None
+
+    def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
+        """Return the bytes of file ``name`` from the job's directory, or None if it does not exist."""
+        return None
+
+    # -- helpers shared by executors --------------------------------------------------------------------------------
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    @property
+    def nodes_and_tasks(self) -> tuple[int, int]:
+        """(nodes, processes per node) this executor starts for one job."""
+        return int(getattr(self, "nodes", 1) or 1), int(getattr(self, "ntasks_per_node", 1) or 1)
+
+    def clone(self) -> "Executor":
+        """A deep copy: plugins mutate the copy attached to one task, never the user's object."""
+        import copy
+
+        return copy.deepcopy(self)

@@ -1,0 +1,1 @@
+"""Experiments: ``run.run``, ``run.Experiment``, the store, plugins and the scheduling of dependent tasks."""

@@ -1,0 +1,424 @@
+"""``run.Experiment``: a named set of tasks with dependencies, run together and kept in the store.
+
+    with run.Experiment("sweep", description="lr sweep", tags=["nlp"]) as exp:
+        train = exp.add(train_fn, lr=1e-4, executor=run.LocalExecutor(), name="train")
+        exp.add(run.Config(evaluate, checkpoint=train.output), name="eval")
+        exp.run(max_concurrent=4)
+
+Everything a later process needs is in the store, so ``Experiment.from_id(id)`` finds the experiment again (status,
+logs, results, cancel, rerun) from another process or after a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Iterable, Sequence
+
+from nemorun_core.errors import ExperimentError, JobFailedError, PluginError, did_you_mean
+from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
+from nemorun_core.experiment import persist
+from nemorun_core.experiment.store import Store, check_name
+from nemorun_core.experiment.tasks import (
+    TaskRef,
+    TaskSpec,
+    check_references,
+    check_task,
+    default_name,
+    normalize_task,
+    referenced_tasks,
+)
+
+_NOT_RUN = "skipped: dependency {dep!r} ended {state}"
+
+
+class Experiment:
+    """A set of tasks run together and recorded in the store.
+
+    Args:
+        name: short name, used in the experiment id (``<name>_<YYYYmmdd_HHMMSS>``); defaults to the title, the
+            launching script's name, or ``"experiment"``.
+        title: a human title (may contain spaces); ``Experiment.from_title`` finds the latest with it.
+        description: free text kept in the metadata.
+        tags: labels kept in the metadata and the index.
+        executor: the default executor of tasks added without one (default: ``LocalExecutor()``).
+        home: the store's directory (default ``$NEMORUN_HOME`` or ``~/.nemorun``).
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        title: str | None = None,
+        description: str = "",
+        tags: Iterable[str] = (),
+        executor: Executor | None = None,
+        home: str | None = None,
+    ):
+        if name is None:
+            name = _default_experiment_name(title)
+        self.name = check_name(name, "experiment name")
+        self.title = title or name
+        self.description = description
+        self.tags = [str(t) for t in tags]
+        self.default_executor = executor
+        self.store = Store(home)
+        self.id: str | None = None
+        self.dir: str | None = None
+        self.created_at: float | None = None
+        self._tasks: dict[str, TaskSpec] = {}
+        self._launched = False
+
+    # -- building the experiment ---------------------------------------------------------------------------------
+    def add(
+        self,
+        task: Any,
+        *,
+        executor: Executor | None = None,
+        name: str | None = None,
+        dependencies: Sequence[TaskRef | str] = (),
+        plugins: Sequence[Any] = (),
+        **kwargs: Any,
+    ) -> TaskRef:
+        """Add a task; return a reference to use in ``dependencies`` and as ``ref.output`` in later tasks.
+
+        Args:
+            task: a ``run.Config`` / ``run.Partial`` / ``run.Script``, or a function whose keyword arguments follow.
+            executor: where it runs (default: the experiment's executor, else ``LocalExecutor()``). The task gets its
+                own copy, so plugins and later changes do not leak between tasks.
+            name: unique task name (letters, digits, ``_.-``); default: the function's or script's name, suffixed
+                ``-2``, ``-3`` when taken.
+            dependencies: tasks that must succeed before this one starts.
+            plugins: ``run.Plugin`` objects whose ``setup(task, executor)`` runs now; raising rejects the task.
+            **kwargs: arguments of ``task`` when it is a plain function.
+
+        Raises:
+            ExperimentError: bad name, unknown dependency or reference, experiment already launched.
+            PluginError: a plugin rejected the task.
+        """
+        if self._launched:
+            raise ExperimentError(f"experiment {self.id!r} was already launched; create a new Experiment to add tasks")
+        spec_task = normalize_task(task, kwargs)
+        if name is None:
+            name = self._unique_name(default_name(spec_task))
+        check_name(name, "task name")
+        if name in self._tasks:
+            raise ExperimentError(
+                f"a task named {name!r} is already in the experiment; pass a different name= to add()"
+            )
+        deps = []
+        for dep in dependencies:
+            dep_name = dep.name if isinstance(dep, TaskRef) else dep
+            if not isinstance(dep_name, str) or dep_name not in self._tasks:
+                raise ExperimentError(
+                    f"task {name!r} depends on {dep_name!r}, which is not in the experiment"
+                    f"{did_you_mean(str(dep_name), self._tasks) or ''}; add it before its dependents"
+                )
+            if dep_name not in deps:
+                deps.append(dep_name)
+        refs = referenced_tasks(spec_task)
+        check_references(name, refs, list(self._tasks))
+        deps += [r for r in refs if r not in deps]
+        chosen = executor or self.default_executor
+        if chosen is None:
+            from nemorun_core.executors.local import LocalExecutor
+
+            chosen = LocalExecutor()
+        if not isinstance(chosen, Executor):
+            raise ExperimentError(f"executor of task {name!r} must be an executor such as run.LocalExecutor(), "
+                                  f"got {chosen!r}")
+        spec = TaskSpec(name, spec_task, chosen.clone(), deps, [getattr(p, "name", type(p).__name__) for p in plugins])
+        for plugin in plugins:
+            try:
+                plugin.setup(spec.task, spec.executor)
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {getattr(plugin, 'name', type(plugin).__name__)} rejected task {name!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        check_task(spec)
+        self._tasks[name] = spec
+        return TaskRef(name)
+
+    def _unique_name(self, base: str) -> str:
+        if base not in self._tasks:
+            return base
+        n = 2
+        while f"{base}-{n}" in self._tasks:
+            n += 1
+        return f"{base}-{n}"
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self._tasks)
+
+    # -- running ------------------------------------------------------------------------------------------------------
+    def dryrun(self, *, print_out: bool = True) -> dict[str, Any]:
+        """What each task would submit (its executor's ``dryrun``), without writing or starting anything."""
+        from nemorun_core.experiment.tasks import make_job
+
+        exp_id = self.id or f"{self.name}_<id>"
+        requests = {}
+        for spec in self._tasks.values():
+            job_dir = os.path.join(self.store.experiments_dir, exp_id, "tasks", spec.name)
+            requests[spec.name] = spec.executor.dryrun(make_job(spec, f"{exp_id}/{spec.name}/0", job_dir))
+        if print_out:
+            for name, req in requests.items():
+                print(f"# ---- task {name} ({req.backend}) ----")
+                print(req.text, end="" if req.text.endswith("\n") else "\n")
+        return requests
+
+    def run(
+        self,
+        *,
+        sequential: bool = False,
+        max_concurrent: int | None = None,
+        tail_logs: bool = False,
+        detach: bool = False,
+        dryrun: bool = False,
+        quiet: bool = False,
+    ) -> "Experiment":
+        """Launch the tasks, independent ones in parallel, each after its dependencies succeeded.
+
+        Args:
+            sequential: run one task at a time, in the order added.
+            max_concurrent: at most this many tasks running at once (default: no limit).
+            tail_logs: print the tasks' log lines as they come, prefixed with the task name.
+            detach: return once the tasks are launched; a detached driver process starts the dependent tasks and
+                the experiment can be followed from anywhere with ``Experiment.from_id``.
+            dryrun: print what would be submitted and return without starting anything.
+            quiet: do not print progress.
+
+        Without ``detach`` this blocks until every task has ended. A failed task stops its dependents (they end
+        CANCELLED, with a message naming the dependency); other tasks go on. Ctrl-C cancels the running tasks.
+        """
+        if dryrun:
+            self.dryrun()
+            return self
+        if self._launched:
+            raise ExperimentError(f"experiment {self.id!r} was already run; use exp.rerun() for a fresh copy")
+        if not self._tasks:
+            raise ExperimentError("the experiment has no tasks; add some with exp.add(...) before exp.run()")
+        if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 1):
+            raise ExperimentError(f"max_concurrent must be a positive int or None, got {max_concurrent!r}")
+        limit = 1 if sequential else max_concurrent
+        self._launched = True
+        persist.materialize(self, {"max_concurrent": limit, "detach": detach})
+        from nemorun_core.experiment.scheduler import Scheduler
+
+        scheduler = Scheduler(self, limit=limit, tail_logs=tail_logs, quiet=quiet)
+        if detach:
+            scheduler.launch_detached()
+            return self
+        try:
+            scheduler.run_to_end()
+        except KeyboardInterrupt:
+            if not quiet:
+                print(f"\n[{self.id}] interrupted: cancelling running tasks "
+                      "(run with detach=True to leave them running)", file=sys.stderr)
+            self.cancel()
+            raise
+        return self
+
+    # -- context manager ----------------------------------------------------------------------------------------------
+    def __enter__(self) -> "Experiment":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # Tasks added in a `with` block and never run are run on a clean exit: that is what the block means.
+        if exc_type is None and not self._launched and self._tasks:
+            self.run()
+
+    # -- inspecting ---------------------------------------------------------------------------------------------------
+    def _spec(self, name: str) -> TaskSpec:
+        if name not in self._tasks:
+            raise ExperimentError(
+                f"no task {name!r} in experiment {self.id or self.name!r}{did_you_mean(name, self._tasks) or ''}; "
+                f"tasks: {', '.join(self._tasks) or '(none)'}"
+            )
+        return self._tasks[name]
+
+    def refresh(self) -> dict[str, JobStatus]:
+        """Ask the backends for the current status of every submitted task (one call per executor kind)."""
+        from nemorun_core.experiment.scheduler import poll
+
+        if self.dir:
+            persist.reload_unsubmitted(self)
+        statuses = poll(list(self._tasks.values()))
+        for spec in self._tasks.values():
+            if spec.name in statuses:
+                spec.status = statuses[spec.name]
+        if self.dir:
+            persist.save_states(self, statuses)
+        return {name: spec.status or JobStatus(JobState.PENDING, "", "not submitted")
+                for name, spec in self._tasks.items()}
+
+    def status(self, *, quiet: bool = False) -> dict[str, dict[str, Any]]:
+        """Print a table of the tasks (unless ``quiet``) and return it as a dict: name -> state, message, ..."""
+        statuses = self.refresh()
+        report = {
+            name: {
+                "state": st.state.value,
+                "message": st.message,
+                "exit_code": st.exit_code,
+                "executor": spec.executor.backend,
+                "job_id": spec.handle.job_id if spec.handle else None,
+                "dependencies": list(spec.dependencies),
+                "log": _log_location(spec),
+            }
+            for (name, st), spec in zip(statuses.items(), self._tasks.values())
+        }
+        if not quiet:
+            from nemorun_core.experiment.render import print_status
+
+            print_status(self, report)
+        return report
+
+    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> str:
+        """The log of task ``name`` as text (the last ``tail`` lines if given); ``follow`` streams it to stdout."""
+        spec = self._spec(name)
+        if spec.handle is None:
+            raise ExperimentError(f"task {name!r} has not been submitted, so it has no log yet")
+        if follow:
+            for line in spec.executor.logs(spec.handle, follow=True):
+                print(line, flush=True)
+            return ""
+        lines = list(spec.executor.logs(spec.handle))
+        if tail is not None:
+            lines = lines[-tail:]
+        return "\n".join(lines)
+
+    def cancel(self, name: str | None = None) -> None:
+        """Cancel one task, or every unfinished task when ``name`` is None. Idempotent; does not wait."""
+        targets = [self._spec(name)] if name is not None else list(self._tasks.values())
+        for spec in targets:
+            if spec.handle is not None:
+                spec.executor.cancel(spec.handle)
+            elif self.dir and not (spec.status and spec.status.is_terminal):
+                spec.status = JobStatus(JobState.CANCELLED, "", "cancelled before it was submitted")
+                persist.save_states(self, {spec.name: spec.status})
+        if self.dir and name is None:
+            persist.cancel_driver(self)
+
+    def result(self, name: str) -> Any:
+        """The return value of task ``name``; raises JobFailedError if it failed, ExperimentError if not done."""
+        from nemorun_core.experiment.results import read_result
+
+        spec = self._spec(name)
+        status = self.refresh()[name]
+        if status.state is JobState.SUCCEEDED:
+            return read_result(spec)
+        if status.is_terminal:
+            raise job_failure(spec, status)
+        raise ExperimentError(f"task {name!r} has no result yet: it is {status.state.value}")
+
+    def results(self) -> dict[str, Any]:
+        """Return values of the tasks that succeeded, by name (Script tasks give None)."""
+        from nemorun_core.experiment.results import read_result
+
+        statuses = self.refresh()
+        return {n: read_result(self._tasks[n]) for n, st in statuses.items() if st.state is JobState.SUCCEEDED}
+
+    def metrics(self, name: str) -> list[dict[str, Any]]:
+        """The records task ``name`` logged with ``nemorun_core.log_metrics``, oldest first."""
+        from nemorun_core.metrics import METRICS_FILE, read_metrics
+
+        spec = self._spec(name)
+        if spec.handle is None:
+            return []
+        data = spec.executor.fetch_file(spec.handle, METRICS_FILE)
+        return read_metrics(data.decode("utf-8", "replace")) if data else []
+
+    def configurations(self) -> dict[str, Any]:
+        """Each task's configuration (a copy), by name."""
+        import copy
+
+        return {name: copy.deepcopy(spec.task) for name, spec in self._tasks.items()}
+
+    def metadata(self) -> dict[str, Any]:
+        """Id, title, description, tags, creation time, environment snapshot and the tasks' states."""
+        env = persist.read_environment(self) if self.dir else None
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "tags": list(self.tags),
+            "created_at": self.created_at,
+            "dir": self.dir,
+            "environment": env,
+            "tasks": {
+                name: {"executor": spec.executor.backend, "dependencies": list(spec.dependencies),
+                       "plugins": list(spec.plugins),
+                       "state": spec.status.state.value if spec.status else JobState.PENDING.value}
+                for name, spec in self._tasks.items()
+            },
+        }
+
+    def wait(self, *, timeout: float | None = None) -> dict[str, JobStatus]:
+        """Block until every task has ended (or ``timeout`` seconds); return the final statuses."""
+        from nemorun_core.experiment.scheduler import wait_all
+
+        return wait_all(self, timeout=timeout)
+
+    # -- the store ----------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_id(cls, exp_id: str, *, home: str | None = None) -> "Experiment":
+        """Load an experiment from the store by its id (``name_YYYYmmdd_HHMMSS``)."""
+        return persist.load(cls, Store(home), exp_id)
+
+    @classmethod
+    def from_title(cls, title: str, *, home: str | None = None) -> "Experiment":
+        """Load the most recent experiment with this title (or name)."""
+        store = Store(home)
+        return persist.load(cls, store, store.find_by_title(title))
+
+    @classmethod
+    def list(cls, *, home: str | None = None) -> list[dict[str, Any]]:
+        """Every experiment in the store (id, name, title, tags, created_at, last known state), oldest first."""
+        return Store(home).list()
+
+    def rerun(self, **run_kwargs: Any) -> "Experiment":
+        """Run the same tasks, configurations and executors again, as a new experiment; returns it."""
+        import copy
+
+        fresh = Experiment(self.name, title=self.title, description=self.description, tags=self.tags,
+                           home=self.store.root)
+        for name, spec in self._tasks.items():
+            fresh._tasks[name] = TaskSpec(name, copy.deepcopy(spec.task), spec.executor.clone(),
+                                          list(spec.dependencies), list(spec.plugins))
+        fresh.run(**run_kwargs)
+        return fresh
+
+    def __repr__(self) -> str:
+        return f"Experiment(id={self.id!r}, tasks={list(self._tasks)})"
+
+
+def job_failure(spec: TaskSpec, status: JobStatus) -> JobFailedError:
+    tail: list[str] = []
+    log_tail = getattr(spec.executor, "log_tail", None)
+    if spec.handle is not None and callable(log_tail):
+        tail = log_tail(spec.handle, 15)
+    return JobFailedError(spec.name, status.state.value, exit_code=status.exit_code, log_path=_log_location(spec),
+                          log_tail=tail, message=status.message)
+
+
+def _log_location(spec: TaskSpec) -> str | None:
+    if spec.handle is None:
+        return None
+    where = getattr(spec.executor, "log_location", None)
+    return where(spec.handle) if callable(where) else None
+
+
+def _default_experiment_name(title: str | None) -> str:
+    import re
+
+    if title:
+        base = title
+    else:
+        main = sys.modules.get("__main__")
+        script = getattr(main, "__file__", None)
+        base = os.path.splitext(os.path.basename(script))[0] if script else "experiment"
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]+", "-", base).strip("-.")[:100]
+    return cleaned if cleaned[:1].isalnum() else "experiment"

@@ -1,0 +1,187 @@
+"""Writing an experiment into the store and loading it back (``Experiment.from_id``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from nemorun_core._version import __version__
+from nemorun_core.errors import ExperimentError, SerializationError
+from nemorun_core.executors.base import JobHandle, JobState, JobStatus
+from nemorun_core.experiment.store import Store
+from nemorun_core.experiment.tasks import TaskSpec
+from nemorun_core.secrets import REDACTED, redact
+
+EXPERIMENT_FILE = "experiment.json"
+ENVIRONMENT_FILE = "environment.json"
+DRIVER_FILE = "driver.json"
+
+
+def _readable(value: Any) -> str:
+    """YAML for people: the portable form when there is one, else a note and the repr."""
+    from nemorun_core.config import serialize
+
+    try:
+        import yaml
+
+        return yaml.safe_dump(redact(serialize.encode(value)), sort_keys=False)
+    except SerializationError as exc:
+        return f"# not exportable by name ({exc}); stored in the .json beside this file\n# {value!r}\n"
+
+
+def materialize(exp: Any, options: dict[str, Any]) -> None:
+    """Create the experiment's directory and write its metadata, tasks and executors (before any submission)."""
+    from nemorun_core.config import serialize
+
+    store: Store = exp.store
+    exp.created_at = time.time()
+    exp.id, exp.dir = store.create_experiment(exp.name, exp.created_at)
+    # The environment snapshot lists every installed package (tens of ms): take it beside the launch, not before.
+    snap = threading.Thread(target=_write_environment, args=(exp.dir,), daemon=True, name="nemorun-envsnap")
+    snap.start()
+    exp._snapshot_thread = snap
+    for spec in exp._tasks.values():
+        d = store.task_dir(exp.dir, spec.name)
+        os.makedirs(d, exist_ok=True)
+        store.write_text(os.path.join(d, "config.json"), json.dumps(serialize.encode(spec.task, payload=True)))
+        store.write_text(os.path.join(d, "task.yaml"), _readable(spec.task))
+        store.write_text(os.path.join(d, "executor.json"),
+                         json.dumps(redact(serialize.encode(spec.executor, payload=True))))
+        store.write_text(os.path.join(d, "executor.yaml"), _readable(spec.executor))
+        _write_info(store, d, spec)
+    store.write_json(os.path.join(exp.dir, EXPERIMENT_FILE), {
+        "id": exp.id, "name": exp.name, "title": exp.title, "description": exp.description, "tags": exp.tags,
+        "created_at": exp.created_at, "nemorun_version": __version__, "options": options,
+        "tasks": [{"name": s.name, "dependencies": s.dependencies, "kind": s.kind, "executor": s.executor.backend}
+                  for s in exp._tasks.values()],
+    })
+    store.record(exp.id, name=exp.name, title=exp.title, tags=exp.tags, created_at=exp.created_at,
+                 state=JobState.RUNNING.value, tasks=len(exp._tasks), dir=exp.dir)
+
+
+def _write_environment(exp_dir: str) -> None:
+    from nemorun_core.experiment.envsnap import snapshot
+
+    try:
+        Store.write_json(os.path.join(exp_dir, ENVIRONMENT_FILE), snapshot())
+    except OSError:
+        pass  # the experiment was deleted while we looked; nothing to keep
+
+
+def finish_snapshot(exp: Any) -> None:
+    thread = getattr(exp, "_snapshot_thread", None)
+    if thread is not None:
+        thread.join()
+
+
+def _write_info(store: Store, task_dir: str, spec: TaskSpec) -> None:
+    status = spec.status or JobStatus(JobState.PENDING, "", "not submitted yet")
+    store.write_json(os.path.join(task_dir, "info.json"), {
+        "name": spec.name, "dependencies": spec.dependencies, "plugins": spec.plugins,
+        "status": status.to_dict(), "updated_at": time.time(),
+    })
+
+
+def save_handle(exp: Any, spec: TaskSpec) -> None:
+    assert spec.handle is not None
+    exp.store.write_text(os.path.join(exp.store.task_dir(exp.dir, spec.name), "handle.json"), spec.handle.to_json())
+
+
+def save_states(exp: Any, statuses: dict[str, JobStatus]) -> None:
+    for name, status in statuses.items():
+        spec = exp._tasks[name]
+        spec.status = status
+        _write_info(exp.store, exp.store.task_dir(exp.dir, name), spec)
+
+
+def reload_unsubmitted(exp: Any) -> None:
+    """Pick up handles and states that another process (the detached driver) wrote since this one loaded."""
+    for spec in exp._tasks.values():
+        if spec.handle is not None:
+            continue
+        d = exp.store.task_dir(exp.dir, spec.name)
+        handle = Store.read_json(os.path.join(d, "handle.json"))
+        if handle:
+            spec.handle = JobHandle.from_dict(handle)
+        info = Store.read_json(os.path.join(d, "info.json")) or {}
+        if info.get("status"):
+            spec.status = JobStatus.from_dict(info["status"])
+
+
+def record_outcome(exp: Any) -> None:
+    states = [s.status.state if s.status else JobState.PENDING for s in exp._tasks.values()]
+    if all(s.is_terminal for s in states):
+        overall = (JobState.FAILED if JobState.FAILED in states else
+                   JobState.CANCELLED if JobState.CANCELLED in states else JobState.SUCCEEDED)
+        exp.store.record(exp.id, state=overall.value, finished_at=time.time())
+
+
+def read_environment(exp: Any) -> Any:
+    finish_snapshot(exp)
+    return Store.read_json(os.path.join(exp.dir, ENVIRONMENT_FILE))
+
+
+def _restore_secrets(data: Any) -> Any:
+    """Redacted environment values come back from this process's environment when it has them."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if v == REDACTED and isinstance(k, str) and k in os.environ:
+                out[k] = os.environ[k]
+            else:
+                out[k] = _restore_secrets(v)
+        return out
+    if isinstance(data, list):
+        return [_restore_secrets(v) for v in data]
+    return data
+
+
+def load(cls: type, store: Store, exp_id: str) -> Any:
+    """Rebuild an Experiment (tasks, executors, handles, last states) from the store."""
+    from nemorun_core.config import serialize
+
+    exp_dir = store.experiment_dir(exp_id)
+    meta = store.read_json(os.path.join(exp_dir, EXPERIMENT_FILE))
+    if not meta:
+        raise ExperimentError(f"experiment {exp_id!r} in {exp_dir} has no readable {EXPERIMENT_FILE}")
+    exp = cls(meta["name"], title=meta.get("title"), description=meta.get("description", ""),
+              tags=meta.get("tags", ()), home=store.root)
+    exp.id, exp.dir, exp.created_at = meta["id"], exp_dir, meta.get("created_at")
+    exp._launched = True
+    for entry in meta.get("tasks", []):
+        d = store.task_dir(exp_dir, entry["name"])
+        try:
+            task = serialize.decode(store.read_json(os.path.join(d, "config.json")))
+            executor = serialize.decode(_restore_secrets(store.read_json(os.path.join(d, "executor.json"))))
+        except Exception as exc:
+            raise ExperimentError(
+                f"cannot load task {entry['name']!r} of experiment {exp_id!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        info = store.read_json(os.path.join(d, "info.json")) or {}
+        spec = TaskSpec(entry["name"], task, executor, list(entry.get("dependencies", [])), info.get("plugins", []))
+        handle = store.read_json(os.path.join(d, "handle.json"))
+        if handle:
+            spec.handle = JobHandle.from_dict(handle)
+        if info.get("status"):
+            spec.status = JobStatus.from_dict(info["status"])
+        exp._tasks[spec.name] = spec
+    return exp
+
+
+def write_driver(exp: Any, pid: int) -> None:
+    exp.store.write_json(os.path.join(exp.dir, DRIVER_FILE), {"pid": pid, "started_at": time.time()})
+
+
+def cancel_driver(exp: Any) -> None:
+    """Stop the detached driver of this experiment (it then marks its unsubmitted tasks CANCELLED)."""
+    data = Store.read_json(os.path.join(exp.dir, DRIVER_FILE))
+    if not data or data.get("pid") == os.getpid():
+        return
+    try:
+        os.kill(int(data["pid"]), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, ValueError):
+        pass

@@ -1,0 +1,224 @@
+"""Running an experiment's task graph: submit what is ready, watch what runs, skip what can no longer run.
+
+The scheduler works from whatever state the tasks are in (a task with a handle is watched, not submitted again), so
+the same loop serves an attached ``exp.run()``, the detached driver, and a driver resumed after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Iterable
+
+from nemorun_core.errors import NemorunError
+from nemorun_core.executors.base import JobState, JobStatus
+from nemorun_core.experiment import persist
+from nemorun_core.experiment.tasks import TaskSpec, make_job, resolve_references
+
+_FIRST_WAIT = 0.01
+_MAX_WAIT = 1.0
+
+
+def _groups(specs: Iterable[TaskSpec]) -> dict[Any, list[TaskSpec]]:
+    """Tasks grouped so that one ``status_many`` call per group answers for all of them."""
+    groups: dict[Any, list[TaskSpec]] = {}
+    for spec in specs:
+        if spec.handle is not None:
+            key = getattr(spec.executor, "batch_key", lambda: type(spec.executor))()
+            groups.setdefault(key, []).append(spec)
+    return groups
+
+
+def poll(specs: Iterable[TaskSpec]) -> dict[str, JobStatus]:
+    """Current status of every submitted task in ``specs``, one backend call per executor group."""
+    out: dict[str, JobStatus] = {}
+    for group in _groups(specs).values():
+        statuses = group[0].executor.status_many([s.handle for s in group])
+        for spec in group:
+            out[spec.name] = statuses[spec.handle]
+    return out
+
+
+class Scheduler:
+    def __init__(self, exp: Any, *, limit: int | None, tail_logs: bool, quiet: bool, prefix_logs: bool = True):
+        self.exp = exp
+        self.limit = limit
+        self.tail_logs = tail_logs
+        self.quiet = quiet
+        self.prefix_logs = prefix_logs and len(exp._tasks) > 1
+        self._offsets: dict[str, int] = {}
+        self._stop = False
+
+    # -- reporting ----------------------------------------------------------------------------------------------------
+    def _report(self, spec: TaskSpec) -> None:
+        if self.quiet or spec.status is None:
+            return
+        st = spec.status
+        extra = f" ({st.message})" if st.message else ""
+        print(f"[{self.exp.id}] {spec.name}: {st.state.value}{extra}", file=sys.stderr, flush=True)
+
+    def _tail(self, specs: Iterable[TaskSpec]) -> None:
+        for spec in specs:
+            if spec.handle is None:
+                continue
+            start = self._offsets.get(spec.name, 0)
+            count = 0
+            for line in spec.executor.logs(spec.handle, offset=start):
+                print(f"[{spec.name}] {line}" if self.prefix_logs else line, flush=True)
+                count += 1
+            self._offsets[spec.name] = start + count
+
+    # -- one task -----------------------------------------------------------------------------------------------------
+    def _submit(self, spec: TaskSpec) -> None:
+        exp = self.exp
+        job_dir = exp.store.task_dir(exp.dir, spec.name)
+
+        def lookup(name: str, field: str) -> Any:
+            dep = exp._tasks[name]
+            if field == "dir":
+                return dep.handle.job_dir if dep.handle else exp.store.task_dir(exp.dir, name)
+            from nemorun_core.experiment.results import read_result
+
+            return read_result(dep)
+
+        task = resolve_references(spec.task, lookup)
+        job = make_job(spec, f"{exp.id}/{spec.name}/0", job_dir, task)
+        spec.handle = spec.executor.submit(job)
+        persist.save_handle(exp, spec)
+        spec.status = JobStatus(JobState.RUNNING if spec.executor.backend == "local" else JobState.PENDING,
+                                "submitted")
+        persist.save_states(exp, {spec.name: spec.status})
+
+    # -- the loop -----------------------------------------------------------------------------------------------------
+    def run_to_end(self) -> None:
+        tasks: dict[str, TaskSpec] = self.exp._tasks
+        done: dict[str, JobState] = {}
+        running: dict[str, TaskSpec] = {}
+        for spec in tasks.values():
+            if spec.status is not None and spec.status.is_terminal:
+                done[spec.name] = spec.status.state
+            elif spec.handle is not None:
+                running[spec.name] = spec
+        pending = [n for n in tasks if n not in done and n not in running]
+        wait = _FIRST_WAIT
+        try:
+            while pending or running:
+                progressed = self._skip_blocked(pending, done) | self._launch_ready(pending, running, done)
+                if self._stop:
+                    self._cancel_pending(pending, done)
+                if running:
+                    for name, status in poll(running.values()).items():
+                        spec = tasks[name]
+                        if status != spec.status:
+                            persist.save_states(self.exp, {name: status})
+                            self._report(spec)
+                        if status.is_terminal:
+                            done[name] = status.state
+                            del running[name]
+                            progressed = True
+                if self.tail_logs:
+                    self._tail(tasks.values())
+                if progressed:
+                    wait = _FIRST_WAIT
+                    continue
+                if not running:
+                    break
+                group = list(running.values())
+                executor = group[0].executor
+                if all(type(s.executor) is type(executor) for s in group):
+                    executor.wait_any([s.handle for s in group], min(wait, 0.25 if self.tail_logs else _MAX_WAIT))
+                else:
+                    time.sleep(wait)
+                wait = min(wait * 2, _MAX_WAIT)
+        finally:
+            if self.tail_logs:
+                self._tail(tasks.values())
+            persist.record_outcome(self.exp)
+            persist.finish_snapshot(self.exp)
+
+    def _skip_blocked(self, pending: list[str], done: dict[str, JobState]) -> bool:
+        progressed = False
+        for name in list(pending):
+            spec = self.exp._tasks[name]
+            blocked = next(((d, done[d]) for d in spec.dependencies if d in done and done[d] is not JobState.SUCCEEDED),
+                           None)
+            if blocked:
+                status = JobStatus(JobState.CANCELLED, "not-run",
+                                   f"not run: dependency {blocked[0]!r} ended {blocked[1].value}")
+                persist.save_states(self.exp, {name: status})
+                self._report(spec)
+                done[name] = JobState.CANCELLED
+                pending.remove(name)
+                progressed = True
+        return progressed
+
+    def _launch_ready(self, pending: list[str], running: dict[str, TaskSpec], done: dict[str, JobState]) -> bool:
+        progressed = False
+        for name in list(pending):
+            if self._stop or (self.limit is not None and len(running) >= self.limit):
+                break
+            spec = self.exp._tasks[name]
+            if not all(done.get(d) is JobState.SUCCEEDED for d in spec.dependencies):
+                continue
+            pending.remove(name)
+            progressed = True
+            try:
+                self._submit(spec)
+            except NemorunError as exc:
+                persist.save_states(self.exp, {name: JobStatus(JobState.FAILED, "not-submitted",
+                                                               f"submission failed: {exc}")})
+                self._report(spec)
+                done[name] = JobState.FAILED
+                continue
+            running[name] = spec
+        return progressed
+
+    def _cancel_pending(self, pending: list[str], done: dict[str, JobState]) -> None:
+        for name in list(pending):
+            persist.save_states(self.exp, {name: JobStatus(JobState.CANCELLED, "not-run", "experiment cancelled")})
+            done[name] = JobState.CANCELLED
+            pending.remove(name)
+
+    # -- detached -----------------------------------------------------------------------------------------------------
+    def launch_detached(self) -> None:
+        """Submit what can start now; hand the rest of the graph to a detached driver process."""
+        tasks = self.exp._tasks
+        needs_driver = self.limit is not None or any(s.dependencies for s in tasks.values())
+        if not needs_driver:
+            for spec in tasks.values():
+                try:
+                    self._submit(spec)
+                except NemorunError as exc:
+                    persist.save_states(self.exp, {spec.name: JobStatus(JobState.FAILED, "not-submitted",
+                                                                        f"submission failed: {exc}")})
+                self._report(spec)
+            persist.finish_snapshot(self.exp)
+            return
+        log = open(os.path.join(self.exp.dir, "driver.log"), "ab")
+        with log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nemorun_core.experiment.driver", self.exp.store.root, self.exp.id],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [*sys.path]))},
+            )
+        persist.write_driver(self.exp, proc.pid)
+        persist.finish_snapshot(self.exp)
+        if not self.quiet:
+            print(f"[{self.exp.id}] detached: a driver process (pid {proc.pid}) runs the task graph; follow it with "
+                  f"`nemorun experiment status {self.exp.id}`", file=sys.stderr)
+
+
+def wait_all(exp: Any, *, timeout: float | None = None) -> dict[str, JobStatus]:
+    """Block until every task of ``exp`` is terminal (or the timeout passes); return the statuses."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    wait = _FIRST_WAIT
+    while True:
+        statuses = exp.refresh()
+        if all(st.is_terminal for st in statuses.values()):
+            return statuses
+        if deadline is not None and time.monotonic() >= deadline:
+            return statuses
+        time.sleep(wait)
+        wait = min(wait * 2, _MAX_WAIT)

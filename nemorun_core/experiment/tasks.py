@@ -1,0 +1,247 @@
+"""Tasks inside an experiment: normalizing what users add, references between tasks, and turning a task into a Job.
+
+A task is a ``run.Config`` (run by building it), a ``run.Partial`` (built, then called) or a ``run.Script``. A plain
+callable plus keyword arguments becomes a ``run.Partial``.
+
+A string value ``"{train.output}"`` anywhere in a task's config refers to the return value of task ``train``
+(``"{train.output.path}"`` to one key of it, ``"{train.dir}"`` to its job directory). The reference makes ``train``
+a dependency and is replaced when the dependent task starts. ``exp.add`` returns a :class:`TaskRef` whose ``output``
+formats as that string, so ``f"{ref.output}"`` and ``ref.output`` both work.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from nemorun_core.config.typecheck import TASK_REF
+from nemorun_core.errors import ConfigError, ExperimentError, did_you_mean
+from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus
+
+
+class _Placeholder(str):
+    """A str that renders as a task reference; keeps its parts for code that wants them."""
+
+    def __new__(cls, task: str, field: str, path: tuple[str, ...] = ()):
+        text = "{" + ".".join((task, field, *path)) + "}"
+        obj = super().__new__(cls, text)
+        obj.task, obj.field, obj.path = task, field, path
+        return obj
+
+    def __getattr__(self, key: str) -> "_Placeholder":
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return _Placeholder(self.task, self.field, (*self.path, key))
+
+    def __getitem__(self, key: Any) -> "_Placeholder":  # type: ignore[override]
+        return _Placeholder(self.task, self.field, (*self.path, str(key)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copies and pickles are the plain string: the reference is resolved from its text.
+        return (str, (str(self),))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRef:
+    """What ``Experiment.add`` returns: usable in ``dependencies=[...]`` and as ``"{name.output}"`` values."""
+
+    name: str
+
+    @property
+    def output(self) -> _Placeholder:
+        return _Placeholder(self.name, "output")
+
+    @property
+    def dir(self) -> _Placeholder:
+        return _Placeholder(self.name, "dir")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclasses.dataclass
+class TaskSpec:
+    """One task of an experiment, with its own copies of config and executor."""
+
+    name: str
+    task: Any
+    executor: Executor
+    dependencies: list[str]
+    plugins: list[str] = dataclasses.field(default_factory=list)
+    handle: JobHandle | None = None
+    status: JobStatus | None = None
+
+    @property
+    def kind(self) -> str:
+        from nemorun_core.config.script import Script
+
+        if isinstance(self.task, Script):
+            return "script"
+        import fiddle as fdl
+
+        return "partial" if isinstance(self.task, fdl.Partial) else "config"
+
+
+def normalize_task(obj: Any, kwargs: dict[str, Any]) -> Any:
+    """Turn what the user passed to ``add``/``run`` into a Config, Partial or Script."""
+    from nemorun_core.config.buildable import Partial, is_buildable
+    from nemorun_core.config.script import Script
+
+    if isinstance(obj, Script) or is_buildable(obj):
+        if kwargs:
+            raise ExperimentError(
+                f"keyword arguments {sorted(kwargs)} were given with an already configured task; set them on the "
+                "config instead (cfg.name = value) or pass the function itself: exp.add(fn, arg=value)"
+            )
+        return copy.deepcopy(obj)
+    if callable(obj):
+        return Partial(obj, **kwargs)
+    raise ExperimentError(
+        f"cannot run {obj!r}: give a run.Config, run.Partial, run.Script or a function (with its keyword arguments)"
+    )
+
+
+def default_name(task: Any) -> str:
+    from nemorun_core.config.script import Script
+
+    if isinstance(task, Script):
+        base = os.path.splitext(os.path.basename(task.path))[0] if task.path else "script"
+    else:
+        target = getattr(task, "__fn_or_cls__", None)
+        base = getattr(target, "__name__", None) or "task"
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in base).strip("-.") or "task"
+    return cleaned if cleaned[0].isalnum() else "t" + cleaned
+
+
+# -- references ------------------------------------------------------------------------------------------------------
+def map_values(node: Any, fn: Callable[[Any], Any]) -> Any:
+    """A copy of a config tree (or Script) with ``fn`` applied to every leaf value."""
+    import fiddle as fdl
+
+    from nemorun_core.config.script import Script
+
+    if isinstance(node, fdl.Buildable):
+        new = copy.copy(node)
+        for key, value in node.__arguments__.items():
+            new.__arguments__[key] = map_values(value, fn)
+        return new
+    if isinstance(node, Script):
+        return dataclasses.replace(node, args=[map_values(a, fn) for a in node.args],
+                                   env={k: map_values(v, fn) for k, v in node.env.items()})
+    if isinstance(node, list):
+        return [map_values(v, fn) for v in node]
+    if isinstance(node, tuple):
+        return tuple(map_values(v, fn) for v in node)
+    if isinstance(node, dict):
+        return {k: map_values(v, fn) for k, v in node.items()}
+    return fn(node)
+
+
+def referenced_tasks(task: Any) -> list[str]:
+    found: list[str] = []
+
+    def visit(value: Any) -> Any:
+        if isinstance(value, str):
+            for m in TASK_REF.finditer(value):
+                if m.group(1) not in found:
+                    found.append(m.group(1))
+        return value
+
+    map_values(task, visit)
+    return found
+
+
+def resolve_references(task: Any, lookup: Callable[[str, str], Any]) -> Any:
+    """Replace every ``{name.output...}`` / ``{name.dir}`` with its value; ``lookup(name, field)`` gives it."""
+
+    def value_of(m: Any) -> Any:
+        value = lookup(m.group(1), m.group(2))
+        for key in filter(None, m.group(3).split(".")):
+            try:
+                value = value[int(key)] if isinstance(value, list) else value[key]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise ExperimentError(
+                    f"reference {m.group(0)!r}: the output of {m.group(1)!r} has no {key!r} "
+                    f"(it is {json.dumps(value, default=repr)[:200]})"
+                ) from None
+        return value
+
+    def replace(value: Any) -> Any:
+        if not isinstance(value, str) or "{" not in value:
+            return value
+        whole = TASK_REF.fullmatch(value)
+        if whole:
+            return value_of(whole)  # the value itself, not its string form
+        return TASK_REF.sub(lambda m: str(value_of(m)), value)
+
+    return map_values(task, replace)
+
+
+def check_references(name: str, refs: list[str], known: list[str]) -> None:
+    for ref in refs:
+        if ref not in known:
+            hint = did_you_mean(ref, known) or (f"; tasks added so far: {', '.join(known)}" if known else
+                                               "; no task has been added before it")
+            raise ExperimentError(
+                f"task {name!r} refers to '{{{ref}.output}}' but there is no task {ref!r}{hint}. "
+                "Add the referenced task first, or use the TaskRef that exp.add returned: f\"{ref.output}\""
+            )
+
+
+# -- jobs ------------------------------------------------------------------------------------------------------------
+def launch_path() -> list[str]:
+    """Directories the task's process needs on sys.path to import what the launching script imports."""
+    entries = []
+    first = sys.path[0] if sys.path else ""
+    entries.append(os.path.abspath(first or os.getcwd()))
+    if os.getcwd() not in entries:
+        entries.append(os.getcwd())
+    return entries
+
+
+def task_payload(spec: TaskSpec) -> dict[str, Any]:
+    """The runner's ``task.json`` for a Config/Partial task."""
+    from nemorun_core.config.serialize import encode
+
+    return {"version": 1, "name": spec.name, "kind": spec.kind, "task": encode(spec.task, payload=True),
+            "sys_path": launch_path()}
+
+
+def make_job(spec: TaskSpec, key: str, job_dir: str, task: Any | None = None) -> Job:
+    """The Job for ``spec`` (with ``task`` in place of ``spec.task`` when references were resolved)."""
+    from nemorun_core.config.script import Script
+
+    task = spec.task if task is None else task
+    launcher = getattr(spec.executor, "launcher", None)
+    if isinstance(task, Script):
+        inline_name = "script.py" if task.interpreter == "python" else "script.sh"
+        inline_path = os.path.join(job_dir, inline_name)
+        files = {inline_name: task.inline} if task.inline else {}
+        return Job(spec.name, key, task.command(inline_path, "python"), job_dir, env=dict(task.env), files=files,
+                   launcher=launcher, cwd=task.cwd)
+    payload = task_payload(dataclasses.replace(spec, task=task))
+    return Job(spec.name, key, ["python", "-m", "nemorun_core.runner", job_dir], job_dir,
+               files={"task.json": json.dumps(payload)}, launcher=launcher)
+
+
+def check_task(spec: TaskSpec) -> None:
+    """Every check that can fail before submission: the config's types and rules, script files, executor fields."""
+    from nemorun_core.config.script import Script
+
+    if isinstance(spec.task, Script):
+        spec.task.check_exists(spec.task.cwd or getattr(spec.executor, "working_dir", None))
+    else:
+        from nemorun_core.config.validation import validate
+
+        try:
+            validate(spec.task)
+        except ConfigError as exc:
+            exc.args = (f"task {spec.name!r}: {exc}",)  # keep the type and path; say which task it was
+            raise
+    check = getattr(spec.executor, "check", None)
+    if callable(check):
+        check()

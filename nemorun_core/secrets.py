@@ -1,0 +1,51 @@
+"""Keep secrets out of everything nemorun writes: the store, logs, rendered scripts, orchestrator state.
+
+A value is treated as secret when its name says so (``WANDB_API_KEY``, ``db_password``, ``HF_TOKEN``...) or when it
+looks like key material (a PEM private key). Redaction replaces the value, never the name, so a reader still sees
+which settings were in use.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "<redacted>"
+
+_SECRET_NAME = re.compile(
+    r"(secret|token|passw(or)?d|passphrase|api[_\-]?key|access[_\-]?key|private[_\-]?key|credential|auth|cookie|"
+    r"session[_\-]?key)",
+    re.IGNORECASE,
+)
+_KEY_MATERIAL = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|^(ghp|gho|github_pat|xox[bap]|sk|hf)_[A-Za-z0-9_]{16,}")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a setting called ``name`` holds a secret (by naming convention)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def looks_secret(value: Any) -> bool:
+    """Whether ``value`` itself looks like key material or a well-known token format."""
+    return isinstance(value, str) and bool(_KEY_MATERIAL.search(value.strip()))
+
+
+def redact(data: Any, *, _name: str = "") -> Any:
+    """A copy of plain data (dicts, lists, scalars) with secret values replaced by ``"<redacted>"``."""
+    if isinstance(data, dict):
+        return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and v not in (None, "", {}, [])
+                    else redact(v, _name=str(k))) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v, _name=_name) for v in data]
+    if isinstance(data, tuple):
+        return tuple(redact(v, _name=_name) for v in data)
+    if looks_secret(data):
+        return REDACTED
+    return data
+
+
+def redact_text(text: str, secrets: list[str]) -> str:
+    """Replace every occurrence of the given secret values in ``text`` (for log lines and error messages)."""
+    for value in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text
