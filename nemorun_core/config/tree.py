@@ -1,0 +1,355 @@
+"""Functional tools over config trees: walk, per-argument walk, broadcast, diff, flatten.
+
+Every function here returns a new tree and leaves its input untouched, so a base config can be varied freely
+(``base.walk(...)``, ``run.broadcast(base, ...)``) for sweeps. A node shared in several places of the input stays
+shared (transformed once) in the output, matching Fiddle's build semantics where a shared node is built once.
+
+Paths are the dotted form used everywhere else: ``model.hidden_size``, ``callbacks[0].every``; the root is ``""``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Callable, Iterator, NamedTuple
+
+from nemorun_core.config import typecheck
+from nemorun_core.config.buildable import _valid_names, is_buildable, target_name
+from nemorun_core.config.building import join_path
+from nemorun_core.errors import ConfigTypeError, UnknownParameterError
+
+_MISSING = object()
+
+
+def _rebuilt(node: Any, arguments: dict[Any, Any]) -> Any:
+    """A copy of buildable ``node`` with ``arguments``; values were already checked by the caller."""
+    new = copy.copy(node)
+    object.__setattr__(new, "__arguments__", arguments)
+    return new
+
+
+def _rebuild_container(node: Any, items: list[Any]) -> Any:
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return type(node)(*items)
+    return type(node)(items) if isinstance(node, (list, tuple)) else items
+
+
+def walk(config: Any, fn: Callable[[str, Any], Any]) -> Any:
+    """Return a new tree where ``fn(path, value)`` has replaced every node, children before their parents.
+
+    ``fn`` sees buildables (already rebuilt from their transformed children), lists, tuples, dicts and leaves; it
+    returns the replacement (the value itself to keep it). The root is visited last, with path ``""``.
+
+    Args:
+        config: the tree's root.
+        fn: ``fn(path, value) -> new value``.
+
+    Returns:
+        The transformed tree; ``config`` is not modified.
+    """
+    memo: dict[int, Any] = {}
+
+    def visit(node: Any, path: str) -> Any:
+        if is_buildable(node):
+            if id(node) in memo:
+                return memo[id(node)]
+            args = {k: visit(v, join_path(path, k)) for k, v in node.__arguments__.items()}
+            result = fn(path, _rebuilt(node, args))
+            memo[id(node)] = result
+            return result
+        if isinstance(node, (list, tuple)):
+            items = [visit(v, join_path(path, i)) for i, v in enumerate(node)]
+            return fn(path, _rebuild_container(node, items))
+        if isinstance(node, dict):
+            return fn(path, {k: visit(v, join_path(path, k)) for k, v in node.items()})
+        return fn(path, node)
+
+    return visit(config, "")
+
+
+def _buildables(config: Any, path: str = "", seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
+    """Every buildable of the tree with its path, parents first; a shared node once."""
+    seen = set() if seen is None else seen
+    if is_buildable(config):
+        if id(config) in seen:
+            return
+        seen.add(id(config))
+        yield path, config
+        children = config.__arguments__.items()
+    elif isinstance(config, (list, tuple)):
+        children = enumerate(config)
+    elif isinstance(config, dict):
+        children = config.items()
+    else:
+        return
+    for key, value in children:
+        yield from _buildables(value, join_path(path, key), seen)
+
+
+def _accepts(node: Any, name: str) -> bool:
+    """True when ``node``'s target names ``name`` as a parameter (``**kwargs`` does not count: it accepts anything)."""
+    try:
+        params = inspect.signature(node.__fn_or_cls__).parameters
+    except (TypeError, ValueError):
+        return False
+    param = params.get(name)
+    return param is not None and param.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _check_names(config: Any, names: list[str], operation: str) -> None:
+    nodes = [node for _, node in _buildables(config)]
+    for name in names:
+        if not any(_accepts(node, name) for node in nodes):
+            everything = sorted({p for node in nodes for p in (_valid_names(node.__fn_or_cls__) or [])})
+            raise UnknownParameterError(name, f"any config in the tree ({operation})", everything)
+
+
+def _checked(node: Any, name: str, value: Any, path: str) -> Any:
+    annotation = typecheck.parameter_annotations(node.__fn_or_cls__).get(name)
+    if annotation is not None:
+        reason = typecheck.mismatch(value, annotation)
+        if reason is not None:
+            detail = "" if reason == "wrong type" else reason
+            raise ConfigTypeError(join_path(path, name), typecheck.type_name(annotation), value, detail=detail)
+    return value
+
+
+def walk_arguments(config: Any, **fns: Callable[[Any], Any]) -> Any:
+    """Return a copy where every *set* argument named like a keyword is replaced by ``fn(old value)``.
+
+    Backs ``cfg.walk(hidden_size=lambda v: v * 2)``. Arguments left at their default are not touched (set them with
+    :func:`broadcast`). New values are type-checked against the parameter, with their full path in the error.
+
+    Raises:
+        UnknownParameterError: no config in the tree accepts one of the names (a likely typo; the closest name is
+            suggested).
+        ConfigTypeError: a function returned a value that does not fit the parameter.
+    """
+    _check_names(config, list(fns), "walk")
+
+    def apply(path: str, node: Any) -> Any:
+        if not is_buildable(node):
+            return node
+        args = dict(node.__arguments__)
+        for name, fn in fns.items():
+            if name in args:
+                args[name] = _checked(node, name, fn(args[name]), path)
+        return _rebuilt(node, args)
+
+    return walk(config, apply)
+
+
+def broadcast(config: Any, **values: Any) -> Any:
+    """Return a copy where each argument is set to its value in every config of the tree whose target accepts it.
+
+    A Config given as a value is shared by all the nodes that receive it (built once), as Fiddle shares nodes.
+
+    Raises:
+        UnknownParameterError: no config in the tree accepts one of the names; the closest name is suggested.
+        ConfigTypeError: the value does not fit a receiving parameter's annotation (the path names which).
+    """
+    _check_names(config, list(values), "broadcast")
+
+    def apply(path: str, node: Any) -> Any:
+        if not is_buildable(node):
+            return node
+        args = dict(node.__arguments__)
+        for name, value in values.items():
+            if _accepts(node, name):
+                args[name] = _checked(node, name, value, path)
+        return _rebuilt(node, args)
+
+    return walk(config, apply)
+
+
+def flatten(config: Any, *, include_defaults: bool = False) -> dict[str, Any]:
+    """Map each dotted path to its leaf value: ``{"model.hidden_size": 768, "data.paths[0]": "a"}``.
+
+    Configs and containers are not leaves; their contents are. An empty container is a leaf (so it is not lost).
+
+    Args:
+        config: the tree's root.
+        include_defaults: also list the parameters left at their default value.
+    """
+    out: dict[str, Any] = {}
+    for path, value in _leaves(config, "", include_defaults, set()):
+        out[path] = value
+    return out
+
+
+def _arguments(node: Any, include_defaults: bool) -> dict[Any, Any]:
+    if not include_defaults:
+        return dict(node.__arguments__)
+    args: dict[Any, Any] = {}
+    try:
+        params = inspect.signature(node.__fn_or_cls__).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    for p in params:
+        if p.default is not inspect.Parameter.empty and not _is_factory_default(p.default):
+            args[p.name] = p.default
+    args.update(node.__arguments__)
+    return args
+
+
+def _is_factory_default(default: Any) -> bool:
+    # Dataclass fields with default_factory show a sentinel as their default, not a value.
+    return type(default).__name__ == "_HAS_DEFAULT_FACTORY_CLASS"
+
+
+def _leaves(node: Any, path: str, include_defaults: bool, seen: set[int]) -> Iterator[tuple[str, Any]]:
+    if is_buildable(node):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        children: Any = _arguments(node, include_defaults).items()
+    elif isinstance(node, (list, tuple)) and node:
+        children = enumerate(node)
+    elif isinstance(node, dict) and node:
+        children = node.items()
+    else:
+        yield path, node
+        return
+    for key, value in children:
+        yield from _leaves(value, join_path(path, key), include_defaults, seen)
+
+
+# -- diff ------------------------------------------------------------------------------------------------------------
+class Change(NamedTuple):
+    """One difference: ``kind`` is ``"added"``, ``"removed"`` or ``"changed"``; absent sides are None."""
+
+    path: str
+    kind: str
+    old: Any
+    new: Any
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ConfigDiff:
+    """The differences between two config trees. False when there are none; ``str()`` gives a ``-``/``+`` listing."""
+
+    def __init__(self, changes: list[Change]):
+        self.changes = changes
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def lines(self) -> list[tuple[str, str]]:
+        """``(sign, text)`` pairs, ``sign`` being ``"-"`` or ``"+"``: the rendering shared by str and rich."""
+        out = []
+        for change in self.changes:
+            name = change.path or "<root>"
+            if change.kind in ("removed", "changed"):
+                out.append(("-", f"{name}: {_short(change.old)}"))
+            if change.kind in ("added", "changed"):
+                out.append(("+", f"{name}: {_short(change.new)}"))
+        return out
+
+    def __str__(self) -> str:
+        if not self.changes:
+            return "no differences"
+        return "\n".join(f"{sign} {text}" for sign, text in self.lines())
+
+    def __repr__(self) -> str:
+        return f"<ConfigDiff: {len(self.changes)} change(s)>"
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        if not self.changes:
+            return Text("no differences", style="dim")
+        text = Text()
+        for i, (sign, line) in enumerate(self.lines()):
+            if i:
+                text.append("\n")
+            text.append(f"{sign} {line}", style="red" if sign == "-" else "green")
+        return text
+
+
+def diff(old: Any, new: Any) -> ConfigDiff:
+    """Compare two config trees.
+
+    An argument left at its default compares equal to the same value set explicitly. A node whose target or kind
+    (Config / Partial) differs is reported as one change at its path, not as a change of each argument.
+
+    Returns:
+        A :class:`ConfigDiff`; ``changes`` are in tree order.
+    """
+    changes: list[Change] = []
+    _diff(old, new, "", changes)
+    return ConfigDiff(changes)
+
+
+def _default(node: Any, name: Any) -> Any:
+    if not isinstance(name, str):
+        return _MISSING
+    try:
+        param = inspect.signature(node.__fn_or_cls__).parameters.get(name)
+    except (TypeError, ValueError):
+        return _MISSING
+    if param is None or param.default is inspect.Parameter.empty or _is_factory_default(param.default):
+        return _MISSING
+    return param.default
+
+
+def _diff(old: Any, new: Any, path: str, out: list[Change]) -> None:
+    if is_buildable(old) and is_buildable(new):
+        if type(old) is not type(new) or old.__fn_or_cls__ is not new.__fn_or_cls__:
+            out.append(Change(path, "changed", old, new))
+            return
+        keys = list(old.__arguments__) + [k for k in new.__arguments__ if k not in old.__arguments__]
+        for key in keys:
+            a = old.__arguments__.get(key, _MISSING)
+            b = new.__arguments__.get(key, _MISSING)
+            a = _default(old, key) if a is _MISSING else a
+            b = _default(new, key) if b is _MISSING else b
+            _pair(a, b, join_path(path, key), out)
+        return
+    if type(old) is type(new) and isinstance(old, (list, tuple)):
+        for i in range(max(len(old), len(new))):
+            _pair(old[i] if i < len(old) else _MISSING, new[i] if i < len(new) else _MISSING, join_path(path, i), out)
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            _pair(old.get(key, _MISSING), new.get(key, _MISSING), join_path(path, key), out)
+        return
+    if not _same(old, new):
+        out.append(Change(path, "changed", old, new))
+
+
+def _pair(a: Any, b: Any, path: str, out: list[Change]) -> None:
+    if a is _MISSING and b is _MISSING:
+        return
+    if a is _MISSING:
+        out.append(Change(path, "added", None, b))
+    elif b is _MISSING:
+        out.append(Change(path, "removed", a, None))
+    else:
+        _diff(a, b, path, out)
+
+
+def _same(a: Any, b: Any) -> bool:
+    def numeric(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if type(a) is not type(b) and not (numeric(a) and numeric(b)):
+        return False  # 1 and True, or 1 and "1", are different configs even where == says otherwise
+    try:
+        return bool(a == b)
+    except Exception:  # arrays and other values whose == is not a plain bool
+        return a is b
+
+
+def describe(node: Any) -> str:
+    """``Config[ModelConfig]`` / ``Partial[train]``: a node's short name, as diffs and renderers show it."""
+    return f"{type(node).__name__}[{target_name(node.__fn_or_cls__)}]"
