@@ -44,7 +44,8 @@ class LocalExecutor(Executor):
     """Run tasks as processes on this machine.
 
     Args:
-        env_vars: environment variables for the task's processes (added to the submitting process's environment).
+        env_vars: environment variables for the task's processes (added to the submitting process's environment;
+            a ``PYTHONPATH`` here is put in front of the inherited one rather than replacing it).
         working_dir: directory the task runs in; defaults to the current directory at submission.
         ntasks_per_node: processes started for the task; each gets ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``.
             With a launcher (``Torchrun``) this is the launcher's processes per node instead.
@@ -142,6 +143,9 @@ class LocalExecutor(Executor):
             write_atomic(script, text)
             written.append(script)
             proc_env = {**os.environ, **env, "NEMORUN_JOB_DIR": job.job_dir, "NEMORUN_JOB_KEY": job.key}
+            if env.get("PYTHONPATH") and os.environ.get("PYTHONPATH"):
+                # The task's entries come first; the inherited ones stay, so nemorun itself remains importable.
+                proc_env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], os.environ["PYTHONPATH"]])
             log_path = os.path.join(job.job_dir, LOG_FILE)
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(

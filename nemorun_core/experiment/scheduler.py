@@ -108,18 +108,18 @@ class Scheduler:
                 progressed = self._skip_blocked(pending, done) | self._launch_ready(pending, running, done)
                 if self._stop:
                     self._cancel_pending(pending, done)
-                if running:
-                    for name, status in poll(running.values()).items():
-                        spec = tasks[name]
-                        if status != spec.status:
-                            persist.save_states(self.exp, {name: status})
-                            self._report(spec)
-                        if status.is_terminal:
-                            done[name] = status.state
-                            del running[name]
-                            progressed = True
+                statuses = poll(running.values()) if running else {}
                 if self.tail_logs:
-                    self._tail(tasks.values())
+                    self._tail(tasks.values())  # before the state lines, so a task's output precedes its end
+                for name, status in statuses.items():
+                    spec = tasks[name]
+                    if status != spec.status:
+                        persist.save_states(self.exp, {name: status})
+                        self._report(spec)
+                    if status.is_terminal:
+                        done[name] = status.state
+                        del running[name]
+                        progressed = True
                 if progressed:
                     wait = _FIRST_WAIT
                     continue

@@ -1,0 +1,33 @@
+"""The examples in examples/ run as written (they are the spec's examples on this machine)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.local
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(script: str, home: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NEMORUN_HOME": home, "PYTHONPATH": REPO}
+    return subprocess.run([sys.executable, os.path.join(REPO, "examples", script)], capture_output=True, text=True,
+                          env=env, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_quickstart(home):
+    proc = _run("quickstart.py", home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "best: {'checkpoint': 'ckpt-h256'" in proc.stdout
+    assert "[train-h64] step 4" in proc.stdout, "tail_logs streams each task's output with its name"
+
+
+def test_spec_tour(home):
+    proc = _run("spec_tour.py", home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "spec tour: all examples ran" in proc.stdout
+    assert "did you mean 'hidden_size'" in proc.stdout
