@@ -6,12 +6,15 @@ by the raiser; callers never need to parse them: the structured parts are attrib
 
 from __future__ import annotations
 
-import difflib
-from typing import Iterable, Sequence
+# typing is imported only by type checkers: every job process imports this module (see nemorun_core/__init__.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 
 def did_you_mean(name: str, candidates: Iterable[str], *, n: int = 1, cutoff: float = 0.5) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest candidate, or ``""`` when nothing is close."""
+    import difflib  # only on the error path
     matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=cutoff)
     if not matches:
         return ""

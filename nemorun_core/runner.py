@@ -22,8 +22,10 @@ import os
 import signal
 import sys
 import time
-import traceback
-from typing import Any
+# typing is imported only by type checkers: every job process imports this module (see nemorun_core/__init__.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from nemorun_core.executors.files import write_atomic
 
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         status.update(exit_code=code, error=None if code == 0 else f"exited with status {code}")
     except BaseException as exc:  # the task's own failure: record it, print it, exit non-zero
+        import traceback
+
         tb = traceback.format_exc()
         sys.stderr.write(tb)
         status.update(exit_code=1, error=f"{type(exc).__name__}: {exc}"[:4000], traceback=tb[-20000:])

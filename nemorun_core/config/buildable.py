@@ -100,6 +100,12 @@ class _Checked:
             if name.startswith("__") or name.startswith("_repr") or name.startswith("_ipython"):
                 raise
             valid = _valid_names(self.__fn_or_cls__) or sorted(k for k in self.__arguments__ if isinstance(k, str))
+            if name in valid:
+                # A real parameter with no value and no default: say so, rather than "no parameter".
+                raise AttributeError(
+                    f"{target_name(self.__fn_or_cls__)}.{name} is not set and has no default; "
+                    f"set it with cfg.{name} = ..."
+                ) from None
             raise UnknownParameterError(name, target_name(self.__fn_or_cls__), valid) from None
 
     # -- the few methods (see the module docstring) ---------------------------------------------------------------

@@ -7,7 +7,10 @@ buildables) and by the runner's decoder (over serialized configs, without import
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+# typing is imported only by type checkers: every job process imports this module (see nemorun_core/__init__.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 from nemorun_core.errors import BuildError
 

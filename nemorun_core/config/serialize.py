@@ -23,14 +23,14 @@ used by the runner: it never imports Fiddle).
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import enum
 import importlib
 import json
-import pathlib
 import sys
-from typing import Any, Mapping
+
+# Only the decode path runs in job processes: it imports nothing it does not meet (pathlib, base64, pickle...).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 from nemorun_core.config.building import call_target, join_path
 from nemorun_core.errors import SerializationError
@@ -83,12 +83,15 @@ def _importable(obj: Any) -> bool:
 
 
 def _pickled(obj: Any) -> str:
+    import base64
+
     import cloudpickle
 
     return base64.b64encode(cloudpickle.dumps(obj)).decode("ascii")
 
 
 def _unpickled(text: str) -> Any:
+    import base64
     import pickle
 
     return pickle.loads(base64.b64decode(text))
@@ -99,6 +102,10 @@ def encode(value: Any, *, payload: bool = False, path: str = "") -> Any:
     """Turn a config tree (or any supported value) into plain data. See the module docstring for the form."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    import dataclasses
+    import enum
+    import pathlib
+
     import fiddle as fdl
 
     if isinstance(value, fdl.Buildable):
@@ -173,6 +180,8 @@ def decode(data: Any, *, build: bool = False, path: str = "") -> Any:
     if "_tuple_" in data:
         return tuple(decode(v, build=build, path=join_path(path, i)) for i, v in enumerate(data["_tuple_"]))
     if "_path_" in data:
+        import pathlib
+
         return pathlib.Path(data["_path_"])
     if "_none_" in data:
         return None
@@ -300,6 +309,8 @@ LOADERS = {".yaml": from_yaml, ".yml": from_yaml, ".toml": from_toml, ".json": f
 
 def load_file(path: str | pathlib.Path) -> Any:
     """Load a config from a ``.yaml``/``.yml``/``.toml``/``.json`` file, choosing the format by extension."""
+    import pathlib
+
     p = pathlib.Path(path)
     loader = LOADERS.get(p.suffix.lower())
     if loader is None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
-from typing import Any
+# typing is imported only by type checkers: every job process imports this module (see nemorun_core/__init__.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
@@ -50,6 +52,8 @@ def read_json(path: str) -> Any:
 
 def read_lines(path: str, last: int | None = None) -> list[str]:
     """The lines of a text file (the ``last`` ones only, when given), without newlines; [] if it does not exist."""
+    from collections import deque
+
     try:
         with open(path, "r", errors="replace") as f:
             if last is None:

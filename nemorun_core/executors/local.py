@@ -389,7 +389,9 @@ def render_launch_script(
         "}",
         # On TERM (cancel), the whole group already got the signal; escalate to KILL after the grace period.
         "killer=",
-        f"trap '[ -n \"$killer\" ] || {{ (sleep {grace:g}; kill -KILL 0) & killer=$!; }}' TERM INT HUP",
+        # The killer kills its own sleep when it is called off, so nothing of the job outlives it.
+        f"trap '[ -n \"$killer\" ] || {{ (sleep {grace:g} & s=$!; trap \"kill $s; exit 0\" TERM; wait $s; "
+        f"kill -KILL 0) & killer=$!; }}' TERM INT HUP",
         f"cd {q(cwd)} || {{ echo \"nemorun: cannot enter the working directory {cwd}\" >&2; finish 127; exit 127; }}",
         # wait returns early when a trapped signal arrives: wait again until the process is really gone.
         'reap() { while :; do wait "$1"; rc=$?; kill -0 "$1" 2>/dev/null || return "$rc"; done; }',

@@ -23,6 +23,7 @@ from nemorun_core.experiment.store import Store, check_name
 from nemorun_core.experiment.tasks import (
     TaskRef,
     TaskSpec,
+    UnloadedTask,
     check_references,
     check_task,
     default_name,
@@ -251,6 +252,7 @@ class Experiment:
                 spec.status = statuses[spec.name]
         if self.dir:
             persist.save_states(self, statuses)
+            persist.record_outcome(self)
         return {name: spec.status or JobStatus(JobState.PENDING, "", "not submitted")
                 for name, spec in self._tasks.items()}
 
@@ -286,7 +288,7 @@ class Experiment:
             return ""
         lines = list(spec.executor.logs(spec.handle))
         if tail is not None:
-            lines = lines[-tail:]
+            lines = lines[-tail:] if tail > 0 else []
         return "\n".join(lines)
 
     def cancel(self, name: str | None = None) -> None:
@@ -334,6 +336,9 @@ class Experiment:
         """Each task's configuration (a copy), by name."""
         import copy
 
+        for name, spec in self._tasks.items():
+            if isinstance(spec.task, UnloadedTask):
+                spec.task.require(name)
         return {name: copy.deepcopy(spec.task) for name, spec in self._tasks.items()}
 
     def metadata(self) -> dict[str, Any]:
@@ -386,6 +391,8 @@ class Experiment:
         fresh = Experiment(self.name, title=self.title, description=self.description, tags=self.tags,
                            home=self.store.root)
         for name, spec in self._tasks.items():
+            if isinstance(spec.task, UnloadedTask):
+                spec.task.require(name)
             fresh._tasks[name] = TaskSpec(name, copy.deepcopy(spec.task), spec.executor.clone(),
                                           list(spec.dependencies), list(spec.plugins))
         fresh.run(**run_kwargs)

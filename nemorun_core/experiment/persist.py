@@ -13,12 +13,13 @@ from nemorun_core._version import __version__
 from nemorun_core.errors import ExperimentError, SerializationError
 from nemorun_core.executors.base import JobHandle, JobState, JobStatus
 from nemorun_core.experiment.store import Store
-from nemorun_core.experiment.tasks import TaskSpec
+from nemorun_core.experiment.tasks import TaskSpec, UnloadedTask
 from nemorun_core.secrets import REDACTED, redact
 
 EXPERIMENT_FILE = "experiment.json"
 ENVIRONMENT_FILE = "environment.json"
 DRIVER_FILE = "driver.json"
+OUTCOME_FILE = "outcome.json"
 
 
 def _readable(value: Any) -> str:
@@ -113,11 +114,18 @@ def reload_unsubmitted(exp: Any) -> None:
 
 
 def record_outcome(exp: Any) -> None:
+    """Record the experiment's final state in the index once every task has ended (once per state)."""
     states = [s.status.state if s.status else JobState.PENDING for s in exp._tasks.values()]
-    if all(s.is_terminal for s in states):
-        overall = (JobState.FAILED if JobState.FAILED in states else
-                   JobState.CANCELLED if JobState.CANCELLED in states else JobState.SUCCEEDED)
-        exp.store.record(exp.id, state=overall.value, finished_at=time.time())
+    if not all(s.is_terminal for s in states):
+        return
+    overall = (JobState.FAILED if JobState.FAILED in states else
+               JobState.CANCELLED if JobState.CANCELLED in states else JobState.SUCCEEDED)
+    marker = os.path.join(exp.dir, OUTCOME_FILE)
+    if (Store.read_json(marker) or {}).get("state") == overall.value:
+        return  # already in the index: refreshing a finished experiment appends nothing
+    finished = time.time()
+    exp.store.record(exp.id, state=overall.value, finished_at=finished)
+    Store.write_json(marker, {"state": overall.value, "finished_at": finished})
 
 
 def read_environment(exp: Any) -> Any:
@@ -156,6 +164,9 @@ def load(cls: type, store: Store, exp_id: str) -> Any:
         d = store.task_dir(exp_dir, entry["name"])
         try:
             task = serialize.decode(store.read_json(os.path.join(d, "config.json")))
+        except Exception as exc:  # the task's code is not importable here: status, logs, cancel still work
+            task = UnloadedTask(entry.get("kind", "partial"), f"{type(exc).__name__}: {exc}")
+        try:
             executor = serialize.decode(_restore_secrets(store.read_json(os.path.join(d, "executor.json"))))
         except Exception as exc:
             raise ExperimentError(

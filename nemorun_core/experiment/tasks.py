@@ -63,6 +63,24 @@ class TaskRef:
         return self.name
 
 
+@dataclasses.dataclass(frozen=True)
+class UnloadedTask:
+    """Stands for a stored task whose code cannot be imported in this process (another directory, another env).
+
+    Status, logs, results and cancel do not need the task's code, so loading an experiment never fails on it; what
+    does need it (rerun, configurations) raises with the reason.
+    """
+
+    kind: str
+    reason: str
+
+    def require(self, name: str) -> None:
+        raise ExperimentError(
+            f"task {name!r} cannot be loaded in this process ({self.reason}); run this from the directory or "
+            "environment the experiment was launched from, or put its code on PYTHONPATH"
+        )
+
+
 @dataclasses.dataclass
 class TaskSpec:
     """One task of an experiment, with its own copies of config and executor."""
@@ -77,6 +95,8 @@ class TaskSpec:
 
     @property
     def kind(self) -> str:
+        if isinstance(self.task, UnloadedTask):
+            return self.task.kind
         from nemorun_core.config.script import Script
 
         if isinstance(self.task, Script):

@@ -238,3 +238,34 @@ def test_duplicate_task_names_and_bad_experiment_name(home):
     assert exp.add(_tasks.add, a=3).name == "add-2"
     with pytest.raises(ExperimentError, match="experiment name"):
         run.Experiment("my experiment $(whoami)")
+
+
+def test_from_id_works_where_the_task_code_is_not_importable(home, tmp_path):
+    code_dir = tmp_path / "project"
+    code_dir.mkdir()
+    (code_dir / "mytasks.py").write_text("def hello():\n    print('hi')\n    return 'hi'\n")
+    launch = ("import nemorun_core as run, mytasks\n"
+              "exp = run.Experiment('elsewhere')\nexp.add(mytasks.hello, name='hello')\nexp.run(quiet=True)\n"
+              "print(exp.id)")
+    env_vars = {**os.environ, "PYTHONPATH": REPO}
+    out = subprocess.run([sys.executable, "-c", launch], cwd=code_dir, capture_output=True, text=True,
+                         env=env_vars, timeout=60)
+    assert out.returncode == 0, out.stderr
+    exp = run.Experiment.from_id(out.stdout.strip())  # this process cannot import mytasks
+    assert exp.status(quiet=True)["hello"]["state"] == "SUCCEEDED"
+    assert exp.results() == {"hello": "hi"} and exp.logs("hello") == "hi"
+    with pytest.raises(ExperimentError, match="cannot be loaded in this process"):
+        exp.rerun()
+
+
+def test_index_records_the_outcome_of_a_detached_run(home):
+    exp = run.Experiment("outcome")
+    exp.add(run.Script(inline="sleep 30"), name="nap")
+    exp.run(detach=True, quiet=True)
+    run.Experiment.from_id(exp.id).cancel()
+    run.Experiment.from_id(exp.id).wait(timeout=30)
+    entry = next(e for e in run.Experiment.list() if e["id"] == exp.id)
+    assert entry["state"] == "CANCELLED"
+    lines = open(os.path.join(home, "index.jsonl")).read().count(exp.id)
+    run.Experiment.from_id(exp.id).status(quiet=True)
+    assert open(os.path.join(home, "index.jsonl")).read().count(exp.id) == lines, "refreshing appends nothing"

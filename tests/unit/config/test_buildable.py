@@ -119,3 +119,15 @@ def test_methods_shadow_only_for_reading():
     cfg = run.Config(dict, build=1)
     assert cfg.__arguments__["build"] == 1
     assert callable(cfg.build)
+
+
+def test_unset_required_parameter_is_not_called_unknown():
+    import nemorun_core as run
+
+    def needs(m: int, n: int = 1):
+        return m + n
+
+    cfg = run.Config(needs)
+    with pytest.raises(AttributeError) as info:
+        cfg.m
+    assert "not set and has no default" in str(info.value) and "did you mean" not in str(info.value)

@@ -1,0 +1,134 @@
+"""Rich renderables for the ``nemorun`` command line: the experiment list, one experiment, its task table.
+
+Views build renderables from plain dicts (index entries, ``Experiment.status`` reports, metadata) and never
+touch the store, so what a command shows and what it prints with ``--json`` come from the same data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from nemorun_core.executors.base import JobState
+from nemorun_core.experiment.render import state_text, when
+
+
+def ago(stamp: float | None, now: float | None = None) -> str:
+    """``"3m ago"``-style age, next to the absolute time so a list reads at a glance."""
+    if not stamp:
+        return ""
+    seconds = max(0, int((now or time.time()) - stamp))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def experiment_list(entries: list[Mapping[str, Any]], *, total: int) -> RenderableType:
+    """The table of ``nemorun experiment list`` (entries newest first); notes how many were left out."""
+    table = Table(title=f"experiments ({len(entries)} of {total})" if len(entries) < total else "experiments")
+    for column in ("id", "title", "state", "tasks", "created", "tags"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("id", "state", "created"))
+    now = time.time()
+    for e in entries:
+        created = e.get("created_at")
+        table.add_row(
+            e["id"],
+            str(e.get("title") or e.get("name") or ""),
+            state_text(str(e.get("state") or "UNKNOWN")),
+            str(e.get("tasks", "")),
+            f"{when(created)} ({ago(created, now)})" if created else "-",
+            ", ".join(e.get("tags") or []),
+        )
+    if len(entries) < total:
+        return Group(table, Text(f"{total - len(entries)} older experiments not shown; use --limit 0 for all",
+                                 style="dim"))
+    return table
+
+
+def _progress(report: Mapping[str, Mapping[str, Any]], overall: str) -> RenderableType:
+    states = [JobState(row["state"]) for row in report.values()]
+    finished = sum(s.is_terminal for s in states)
+    counts = ", ".join(f"{sum(s is st for s in states)} {st.value.lower()}"
+                       for st in JobState if any(s is st for s in states))
+    line = Table.grid(padding=(0, 1))
+    line.add_row(ProgressBar(total=len(states) or 1, completed=finished, width=30),
+                 Text(f"{finished}/{len(states)} ended"), Text.from_markup(state_text(overall)),
+                 Text(f"({counts})"))
+    return line
+
+
+def status_view(heading: str, report: Mapping[str, Mapping[str, Any]], overall: str) -> RenderableType:
+    """The task table of one experiment (titled ``heading``) with a progress line above it."""
+    table = Table(title=heading)
+    for column in ("task", "state", "executor", "job id", "depends on", "exit", "message"):
+        table.add_column(column, overflow="fold")
+    for name, row in report.items():
+        exit_code = "-" if row.get("exit_code") is None else str(row["exit_code"])
+        table.add_row(name, state_text(row["state"]), row["executor"], row.get("job_id") or "-",
+                      ", ".join(row.get("dependencies") or []) or "-", exit_code,
+                      Text(row.get("message") or ""))
+    return Group(_progress(report, overall), table)
+
+
+def _environment(env: Mapping[str, Any] | None) -> RenderableType:
+    if not env:
+        return Text("environment: not recorded", style="dim")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    python = env.get("python") or {}
+    grid.add_row("python", f"{python.get('version', '?')} ({python.get('implementation', '?')}) "
+                           f"{python.get('executable', '')}")
+    git = env.get("git")
+    if git:
+        dirty = Text(" dirty", style="yellow") if git.get("dirty") else Text(" clean", style="green")
+        grid.add_row("git", Text(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}") + dirty
+                     + Text(f" ({git.get('root')})", style="dim"))
+    else:
+        grid.add_row("git", Text("not a git work tree", style="dim"))
+    grid.add_row("host", f"{env.get('host') or '?'}" + (f" (user {env['user']})" if env.get("user") else ""))
+    platform = env.get("platform") or {}
+    if platform:
+        grid.add_row("platform", f"{platform.get('system', '')} {platform.get('release', '')} "
+                                 f"{platform.get('machine', '')}".strip())
+    if env.get("script") or env.get("cwd"):
+        grid.add_row("launched", f"{env.get('script') or '-'} (cwd {env.get('cwd') or '-'})")
+    grid.add_row("packages", f"{len(env.get('packages') or {})} installed")
+    return Panel(grid, title="environment", title_align="left")
+
+
+def experiment_view(meta: Mapping[str, Any], report: Mapping[str, Mapping[str, Any]],
+                    configs: Mapping[str, str]) -> RenderableType:
+    """``nemorun experiment show``: metadata, environment, tasks and each task's stored ``task.yaml``."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_row("id", meta["id"])
+    head.add_row("title", str(meta.get("title") or ""))
+    if meta.get("description"):
+        head.add_row("description", Text(str(meta["description"])))
+    head.add_row("tags", ", ".join(meta.get("tags") or []) or "-")
+    created = meta.get("created_at")
+    head.add_row("created", f"{when(created)} ({ago(created)})" if created else "-")
+    head.add_row("directory", str(meta.get("dir") or "-"))
+    parts: list[RenderableType] = [head, _environment(meta.get("environment"))]
+    tasks = Table(title="tasks", title_justify="left")
+    for column in ("task", "executor", "depends on", "state", "job id", "log"):
+        tasks.add_column(column, overflow="fold")
+    for name, row in report.items():
+        tasks.add_row(name, row["executor"], ", ".join(row.get("dependencies") or []) or "-",
+                      state_text(row["state"]), row.get("job_id") or "-", row.get("log") or "-")
+    parts.append(tasks)
+    from rich.syntax import Syntax  # pygments: only this view needs it
+
+    for name, text in configs.items():
+        backend = report.get(name, {}).get("executor", "")
+        body = Syntax(text.rstrip("\n") or "# (empty)", "yaml", theme="ansi_dark", background_color="default")
+        parts.append(Panel(body, title=f"task {name} · {backend}", title_align="left"))
+    return Group(*parts)
+
