@@ -184,12 +184,10 @@ class LocalExecutor(Executor):
 
     def _status(self, handle: JobHandle) -> JobStatus:
         d = handle.job_dir
+        if _alive(handle):
+            return JobStatus(JobState.RUNNING, "running")
+        # The supervisor writes launcher.json before it exits, so once it is gone the file is final.
         finished = read_json(os.path.join(d, LAUNCHER_FILE))
-        if finished is None:
-            if _alive(handle):
-                return JobStatus(JobState.RUNNING, "running")
-            # The supervisor may have written its file between the two reads: look once more before judging.
-            finished = read_json(os.path.join(d, LAUNCHER_FILE))
         cancelled = os.path.exists(os.path.join(d, CANCEL_FILE))
         runner = read_json(os.path.join(d, "status.json")) or {}
         if finished is None:

@@ -41,19 +41,18 @@ def materialize(exp: Any, options: dict[str, Any]) -> None:
     store: Store = exp.store
     exp.created_at = time.time()
     exp.id, exp.dir = store.create_experiment(exp.name, exp.created_at)
-    # The environment snapshot lists every installed package (tens of ms): take it beside the launch, not before.
-    snap = threading.Thread(target=_write_environment, args=(exp.dir,), daemon=True, name="nemorun-envsnap")
-    snap.start()
-    exp._snapshot_thread = snap
     for spec in exp._tasks.values():
         d = store.task_dir(exp.dir, spec.name)
         os.makedirs(d, exist_ok=True)
         store.write_text(os.path.join(d, "config.json"), json.dumps(serialize.encode(spec.task, payload=True)))
-        store.write_text(os.path.join(d, "task.yaml"), _readable(spec.task))
         store.write_text(os.path.join(d, "executor.json"),
                          json.dumps(redact(serialize.encode(spec.executor, payload=True))))
-        store.write_text(os.path.join(d, "executor.yaml"), _readable(spec.executor))
-        _write_info(store, d, spec)
+    # What is only for people (the environment snapshot lists every installed package; the YAML views) is written
+    # beside the launch rather than before it; run() waits for it before returning.
+    snap = threading.Thread(target=_write_for_people, args=(exp.dir, list(exp._tasks.values())), daemon=True,
+                            name="nemorun-snapshot")
+    snap.start()
+    exp._snapshot_thread = snap
     store.write_json(os.path.join(exp.dir, EXPERIMENT_FILE), {
         "id": exp.id, "name": exp.name, "title": exp.title, "description": exp.description, "tags": exp.tags,
         "created_at": exp.created_at, "nemorun_version": __version__, "options": options,
@@ -64,13 +63,17 @@ def materialize(exp: Any, options: dict[str, Any]) -> None:
                  state=JobState.RUNNING.value, tasks=len(exp._tasks), dir=exp.dir)
 
 
-def _write_environment(exp_dir: str) -> None:
+def _write_for_people(exp_dir: str, specs: list[TaskSpec]) -> None:
     from nemorun_core.experiment.envsnap import snapshot
 
     try:
+        for spec in specs:
+            d = os.path.join(exp_dir, "tasks", spec.name)
+            Store.write_text(os.path.join(d, "task.yaml"), _readable(spec.task))
+            Store.write_text(os.path.join(d, "executor.yaml"), _readable(spec.executor))
         Store.write_json(os.path.join(exp_dir, ENVIRONMENT_FILE), snapshot())
     except OSError:
-        pass  # the experiment was deleted while we looked; nothing to keep
+        pass  # the experiment was deleted while we wrote; nothing to keep
 
 
 def finish_snapshot(exp: Any) -> None:
@@ -88,8 +91,11 @@ def _write_info(store: Store, task_dir: str, spec: TaskSpec) -> None:
 
 
 def save_handle(exp: Any, spec: TaskSpec) -> None:
+    """Keep the handle in the task's store directory (the local executor already wrote it there: its job dir)."""
     assert spec.handle is not None
-    exp.store.write_text(os.path.join(exp.store.task_dir(exp.dir, spec.name), "handle.json"), spec.handle.to_json())
+    task_dir = exp.store.task_dir(exp.dir, spec.name)
+    if os.path.abspath(spec.handle.job_dir) != os.path.abspath(task_dir):
+        exp.store.write_text(os.path.join(task_dir, "handle.json"), spec.handle.to_json())
 
 
 def save_states(exp: Any, statuses: dict[str, JobStatus]) -> None:
