@@ -270,15 +270,21 @@ def _coerce_bare(s: str, ann: Any, *, text: str, path: str) -> Any:
             return s
         if m is float and low in ("inf", "-inf", "+inf", "nan"):
             return float(low)
-        if isinstance(m, type) and issubclass(m, pathlib.PurePath):
-            return m(s)
-        if isinstance(m, type) and issubclass(m, enum.Enum):
-            member = _enum_member(m, s)
-            if member is not None:
-                return member
+        named = _from_name(m, s)
+        if named is not None:
+            return named
         if typing.get_origin(m) is typing.Literal and s in typing.get_args(m):
             return s
     return _check(s, ann, text=text, path=path)
+
+
+def _from_name(m: Any, s: str) -> Any:
+    """``s`` as a path or an enum member when ``m`` is such a type; None otherwise."""
+    if isinstance(m, type) and issubclass(m, pathlib.PurePath):
+        return m(s)
+    if isinstance(m, type) and issubclass(m, enum.Enum):
+        return _enum_member(m, s)
+    return None
 
 
 def _enum_member(cls: type[enum.Enum], s: str) -> enum.Enum | None:
@@ -307,12 +313,9 @@ def _coerce_literal(value: Any, raw: str, ann: Any, *, text: str, path: str) -> 
                 break
     if isinstance(value, str):
         for m in members:
-            if isinstance(m, type) and issubclass(m, pathlib.PurePath):
-                return m(value)
-            if isinstance(m, type) and issubclass(m, enum.Enum):
-                member = _enum_member(m, value)
-                if member is not None:
-                    return member
+            named = _from_name(m, value)
+            if named is not None:
+                return named
     return _check(value, ann, text=text, path=path)
 
 
