@@ -24,4 +24,5 @@ fi
 # versions the test suite ran against (the constraints only apply to packages that actually get installed).
 "${uv[@]}" pip install --quiet --compile-bytecode --python .venv/bin/python -c constraints/prefect.txt -e .
 
+.venv/bin/python -m compileall -q nemorun_core >/dev/null
 exec .venv/bin/python examples/quickstart.py "$@"

@@ -56,6 +56,8 @@ install_side() {
     # process would compile its imports from source (seconds for Fiddle's libcst).
     "${uv[@]}" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
         -c "constraints/$side.txt" -e ".[$extras]"
+    # The project itself is an editable install: compile it too, for the same reason as --compile-bytecode.
+    "$venv/bin/python" -m compileall -q nemorun_core nemorun_prefect nemorun_airflow >/dev/null
     log "$side: project + [$extras] ready in $(elapsed "$t") s"
 }
 

@@ -3,7 +3,7 @@
 Each job is started as a small POSIX ``sh`` supervisor (``launch.sh`` in the job directory, which is exactly what
 ``dryrun`` returns) in a new session, so the job has its own process group. The supervisor starts one process per
 task (``ntasks_per_node``) or one launcher process (torchrun), waits for all of them and writes ``launcher.json``
-(the exit codes) atomically. Output goes to ``log.out``. Because the supervisor, not the submitting Python process,
+(the exit codes). Output goes to ``log.out``. Because the supervisor, not the submitting Python process,
 is the parent of the task processes, a job keeps running and its outcome is still recorded when the submitting
 process dies; its status is then read from files and ``/proc``, never left RUNNING forever.
 
@@ -381,9 +381,9 @@ def render_launch_script(
         ]
     lines += [
         f"job_dir={q(job.job_dir)}",
+        # One short write, no helper processes; readers look at it only once this process is gone, when it is whole.
         "finish() {",
-        '  printf \'{"exit_codes": [%s], "finished_at": %s}\\n\' "$1" "$(date +%s.%N)" > "$job_dir/launcher.json.tmp"',
-        '  mv -f "$job_dir/launcher.json.tmp" "$job_dir/launcher.json"',
+        '  printf \'{"exit_codes": [%s]}\\n\' "$1" > "$job_dir/launcher.json"',
         "}",
         # On TERM (cancel), the whole group already got the signal; escalate to KILL after the grace period.
         "killer=",

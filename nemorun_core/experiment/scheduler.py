@@ -87,9 +87,9 @@ class Scheduler:
         job = make_job(spec, f"{exp.id}/{spec.name}/0", job_dir, task)
         spec.handle = spec.executor.submit(job)
         persist.save_handle(exp, spec)
+        # No info.json yet: a task with a handle and no recorded state is asked from its executor.
         spec.status = JobStatus(JobState.RUNNING if spec.executor.backend == "local" else JobState.PENDING,
                                 "submitted")
-        persist.save_states(exp, {spec.name: spec.status})
 
     # -- the loop -----------------------------------------------------------------------------------------------------
     def run_to_end(self) -> None:
