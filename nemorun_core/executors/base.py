@@ -13,6 +13,7 @@ The experiment layer, ``run.run`` and both orchestrator packages talk to backend
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import enum
 import json
@@ -180,48 +181,48 @@ class Job:
     cwd: str | None = None
 
 
-class Executor:
+class Executor(abc.ABC):
     """Base class of executors: where and how a job runs.
 
     Subclasses are dataclasses whose fields are the user's settings (so they serialize like any config) and implement
-    the contract methods below. They declare what they can do in ``capabilities`` instead of raising
-    ``NotImplementedError`` at run time.
+    the abstract contract methods below (a missing one fails when the executor is created, not mid-experiment). They
+    declare optional abilities in ``capabilities``.
     """
 
     backend: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     # -- the contract ---------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def dryrun(self, job: Job) -> SubmitRequest:
         """Render exactly what :meth:`submit` would send. Pure: no I/O, no clock, no randomness."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def submit(self, job: Job) -> JobHandle:
         """Start the job and return its handle. Blocks only until the backend accepted the job.
 
         Idempotent by ``job.key`` where the backend allows it: if a job with that key already exists it is returned.
         Raises :class:`~nemorun_core.errors.SubmissionError` if nothing could be started (and leaves nothing behind).
         """
-        raise NotImplementedError
 
     def status(self, handle: JobHandle) -> JobStatus:
         """Return the job's current status. Non-blocking beyond one backend call; an unknown job is ``UNKNOWN``."""
         return self.status_many([handle])[handle]
 
+    @abc.abstractmethod
     def status_many(self, handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
         """Status of many jobs in one backend call where the backend allows it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
         """Yield the job's log lines starting at line ``offset`` (0-based), without trailing newlines.
 
         With ``follow`` the iterator keeps yielding new lines until the job is terminal and its log is drained.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def cancel(self, handle: JobHandle) -> None:
         """Ask the backend to stop the job. Idempotent and non-blocking; cancelling a finished job does nothing."""
-        raise NotImplementedError
 
     def find(self, key: str, job_dir: str) -> JobHandle | None:
         """Return the handle of an existing job submitted with ``key``, or None. Used to re-attach, never resubmit."""

@@ -253,3 +253,14 @@ def test_logs_by_offset_and_follow(home):
     followed = list(spec.executor.logs(spec.handle, follow=True))
     assert followed == [f"line{i}" for i in range(1, 6)]
     assert list(spec.executor.logs(spec.handle, offset=3)) == ["line4", "line5"]
+
+
+def test_an_executor_missing_a_contract_method_fails_when_created():
+    class Half(run.Executor):
+        backend = "half"
+
+        def dryrun(self, job):
+            return None
+
+    with pytest.raises(TypeError, match="abstract"):
+        Half()

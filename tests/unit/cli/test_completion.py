@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -109,7 +108,6 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_generated_bash_script_in_real_bash(tmp_path):
     path = tmp_path / "comp.py"
     path.write_text(textwrap.dedent(COMP_SCRIPT))
