@@ -137,6 +137,8 @@ class LocalExecutor(Executor):
         try:
             for name, content in job.files.items():
                 path = os.path.join(job.job_dir, name)
+                if _same_content(path, content):
+                    continue  # already there (the experiment store keeps task.json in the job dir): no rewrite
                 write_atomic(path, content)
                 written.append(path)
             script = os.path.join(job.job_dir, LAUNCH_SCRIPT)
@@ -290,6 +292,14 @@ class LocalExecutor(Executor):
 
     def log_tail(self, handle: JobHandle, lines: int = 20) -> list[str]:
         return read_lines(os.path.join(handle.job_dir, LOG_FILE), last=lines)
+
+
+def _same_content(path: str, content: str) -> bool:
+    try:
+        with open(path) as f:
+            return f.read() == content
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
 
 
 def _read_from(path: str, position: int) -> bytes:

@@ -13,7 +13,10 @@ from nemorun_core._version import __version__
 from nemorun_core.errors import ExperimentError, SerializationError
 from nemorun_core.executors.base import JobHandle, JobState, JobStatus
 from nemorun_core.experiment.store import Store
-from nemorun_core.experiment.tasks import TaskSpec, UnloadedTask
+from nemorun_core.experiment.tasks import TaskSpec, UnloadedTask, task_payload
+from nemorun_core.runner import TASK_FILE
+
+ORIGINAL_FILE = "config.json"
 from nemorun_core.secrets import REDACTED, redact
 
 EXPERIMENT_FILE = "experiment.json"
@@ -44,7 +47,9 @@ def materialize(exp: Any, options: dict[str, Any]) -> None:
     for spec in exp._tasks.values():
         d = store.task_dir(exp.dir, spec.name)
         os.makedirs(d, exist_ok=True)
-        store.write_text(os.path.join(d, "config.json"), json.dumps(serialize.encode(spec.task, payload=True)))
+        # task.json is both the stored configuration and the runner's input; a task whose references get resolved
+        # at submission keeps its unresolved original in config.json (scheduler._submit).
+        store.write_text(os.path.join(d, TASK_FILE), json.dumps(task_payload(spec)))
         store.write_text(os.path.join(d, "executor.json"),
                          json.dumps(redact(serialize.encode(spec.executor, payload=True))))
     # What is only for people (the environment snapshot lists every installed package; the YAML views) is written
@@ -88,6 +93,12 @@ def _write_info(store: Store, task_dir: str, spec: TaskSpec) -> None:
         "name": spec.name, "dependencies": spec.dependencies, "plugins": spec.plugins,
         "status": status.to_dict(), "updated_at": time.time(),
     })
+
+
+def save_original(exp: Any, spec: TaskSpec) -> None:
+    """Keep the task as configured (with its ``{name.output}`` references) before task.json gets the resolved one."""
+    exp.store.write_text(os.path.join(exp.store.task_dir(exp.dir, spec.name), ORIGINAL_FILE),
+                         json.dumps(task_payload(spec)))
 
 
 def save_handle(exp: Any, spec: TaskSpec) -> None:
@@ -169,7 +180,8 @@ def load(cls: type, store: Store, exp_id: str) -> Any:
     for entry in meta.get("tasks", []):
         d = store.task_dir(exp_dir, entry["name"])
         try:
-            task = serialize.decode(store.read_json(os.path.join(d, "config.json")))
+            stored = store.read_json(os.path.join(d, ORIGINAL_FILE)) or store.read_json(os.path.join(d, TASK_FILE))
+            task = serialize.decode(stored["task"])
         except Exception as exc:  # the task's code is not importable here: status, logs, cancel still work
             task = UnloadedTask(entry.get("kind", "partial"), f"{type(exc).__name__}: {exc}")
         try:

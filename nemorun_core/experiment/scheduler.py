@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from nemorun_core.errors import NemorunError
 from nemorun_core.executors.base import JobState, JobStatus
 from nemorun_core.experiment import persist
-from nemorun_core.experiment.tasks import TaskSpec, make_job, resolve_references
+from nemorun_core.experiment.tasks import TaskSpec, make_job, referenced_tasks, resolve_references
 
 _FIRST_WAIT = 0.01
 _MAX_WAIT = 1.0
@@ -84,6 +84,8 @@ class Scheduler:
             return read_result(dep)
 
         task = resolve_references(spec.task, lookup)
+        if spec.dependencies and referenced_tasks(spec.task):
+            persist.save_original(exp, spec)
         job = make_job(spec, f"{exp.id}/{spec.name}/0", job_dir, task)
         spec.handle = spec.executor.submit(job)
         persist.save_handle(exp, spec)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from nemorun_core.config.typecheck import TASK_REF
 from nemorun_core.errors import ConfigError, ExperimentError, did_you_mean
 from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus
+from nemorun_core.runner import TASK_FILE
 
 
 class _Placeholder(str):
@@ -224,7 +225,7 @@ def launch_path() -> list[str]:
 
 
 def task_payload(spec: TaskSpec) -> dict[str, Any]:
-    """The runner's ``task.json`` for a Config/Partial task."""
+    """The runner's ``task.json`` (for a Script task, the stored form of the script; the runner does not read it)."""
     from nemorun_core.config.serialize import encode
 
     return {"version": 1, "name": spec.name, "kind": spec.kind, "task": encode(spec.task, payload=True),
@@ -245,7 +246,7 @@ def make_job(spec: TaskSpec, key: str, job_dir: str, task: Any | None = None) ->
                    launcher=launcher, cwd=task.cwd)
     payload = task_payload(dataclasses.replace(spec, task=task))
     return Job(spec.name, key, ["python", "-m", "nemorun_core.runner", job_dir], job_dir,
-               files={"task.json": json.dumps(payload)}, launcher=launcher)
+               files={TASK_FILE: json.dumps(payload)}, launcher=launcher)
 
 
 def check_task(spec: TaskSpec) -> None:

@@ -38,6 +38,10 @@ def test_dependencies_references_and_results(home):
     assert all(row["state"] == "SUCCEEDED" for row in status.values())
     assert [m["loss"] for m in exp.metrics("train")] == [1.0, 0.5, pytest.approx(1 / 3)]
     assert "step 2 loss" in exp.logs("train")
+    # the store keeps the task as configured (with its reference), not only as it ran
+    reloaded = run.Experiment.from_id(exp.id).configurations()
+    assert reloaded["eval"].hidden_size == "{train.output.hidden_size}"
+    assert json.load(open(os.path.join(exp.dir, "tasks/eval/task.json")))["task"]["hidden_size"] == 256
 
 
 def test_failed_dependency_stops_dependents_only(home):
@@ -83,7 +87,7 @@ def test_store_layout_metadata_and_reload_from_another_process(home):
     exp.run(quiet=True)
     files = {os.path.relpath(p, exp.dir) for p in store_files(exp.dir)}
     for expected in ("experiment.json", "environment.json", "tasks/one/task.yaml", "tasks/one/executor.yaml",
-                     "tasks/one/config.json", "tasks/one/handle.json", "tasks/one/status.json",
+                     "tasks/one/task.json", "tasks/one/handle.json", "tasks/one/status.json",
                      "tasks/one/result.json", "tasks/one/log.out"):
         assert expected in files
     meta = exp.metadata()
