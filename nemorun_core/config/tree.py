@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from nemorun_core.config import typecheck
 from nemorun_core.config.buildable import _valid_names, is_buildable, target_name
@@ -126,17 +126,7 @@ def walk_arguments(config: Any, **fns: Callable[[Any], Any]) -> Any:
         ConfigTypeError: a function returned a value that does not fit the parameter.
     """
     _check_names(config, list(fns), "walk")
-
-    def apply(path: str, node: Any) -> Any:
-        if not is_buildable(node):
-            return node
-        args = dict(node.__arguments__)
-        for name, fn in fns.items():
-            if name in args:
-                args[name] = _checked(node, name, fn(args[name]), path)
-        return _rebuilt(node, args)
-
-    return walk(config, apply)
+    return _set_arguments(config, lambda node, name, args: name in args, lambda name, old: fns[name](old), fns)
 
 
 def broadcast(config: Any, **values: Any) -> Any:
@@ -149,14 +139,21 @@ def broadcast(config: Any, **values: Any) -> Any:
         ConfigTypeError: the value does not fit a receiving parameter's annotation (the path names which).
     """
     _check_names(config, list(values), "broadcast")
+    return _set_arguments(config, lambda node, name, args: _accepts(node, name), lambda name, old: values[name],
+                          values)
+
+
+def _set_arguments(config: Any, applies: Callable[[Any, str, dict], bool], new_value: Callable[[str, Any], Any],
+                   names: Iterable[str]) -> Any:
+    """Rewrite arguments ``names`` in every config node where ``applies(node, name, args)``, type-checked."""
 
     def apply(path: str, node: Any) -> Any:
         if not is_buildable(node):
             return node
         args = dict(node.__arguments__)
-        for name, value in values.items():
-            if _accepts(node, name):
-                args[name] = _checked(node, name, value, path)
+        for name in names:
+            if applies(node, name, args):
+                args[name] = _checked(node, name, new_value(name, args.get(name)), path)
         return _rebuilt(node, args)
 
     return walk(config, apply)
