@@ -21,10 +21,17 @@ bash scripts/setup_envs.sh
 # Every run gets a fresh, throw-away state directory: tests never read or write the user's ~/.nemorun.
 # Set NEMORUN_KEEP_TEST_HOME=1 to keep it for post-mortem.
 test_home=$(mktemp -d "${TMPDIR:-/tmp}/nemorun-test.XXXXXX")
+started_services=() # the services this run started, stopped again by cleanup()
+now() { date +%s; }
 # shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {
     local rc=$?
-    # >>> services: stop what start_services started (later issues), before removing the state dir.
+    # >>> services: stop what start_services started, before removing the state dir. Services that were already
+    # up when this run began (started by hand, or by a concurrent run) are left running.
+    local svc
+    for svc in "${started_services[@]}"; do
+        bash "scripts/services/$svc.sh" stop || echo "[test.sh] stopping $svc failed" >&2
+    done
     if [[ "${NEMORUN_KEEP_TEST_HOME:-0}" == 1 ]]; then
         echo "[test.sh] test state kept in $test_home" >&2
     else
@@ -35,20 +42,30 @@ cleanup() {
 trap cleanup EXIT
 
 # ============================================================================================================
-# >>> services: start-up of the real services the integration tests use goes HERE (later issues).
-#     Planned: scripts/services/sshd.sh (OpenSSH on 127.0.0.1:2222), scripts/services/slurm.sh (two-node
-#     Slurm + slurmdbd, reached over that sshd), scripts/services/docker.sh (dockerd on its own socket,
-#     --bridge=none). Each script must be idempotent, export what the tests need (e.g. DOCKER_HOST) by
-#     printing it or writing $test_home/services.env to be sourced here, and be stopped in cleanup() above.
+# >>> services: start-up of the real services the integration tests use.
+#     scripts/services/sshd.sh (OpenSSH on 127.0.0.1:${NEMORUN_SSHD_PORT:-2222}) and scripts/services/slurm.sh
+#     (two-node Slurm + slurmdbd, reached over that sshd as the user nemorun-ci); planned: scripts/services/docker.sh
+#     (dockerd on its own socket, --bridge=none). Each script is idempotent (`start` on a running service only
+#     checks it), prints the NEMORUN_TEST_* variables the tests read with `env` (tests/integration/services.py),
+#     and is stopped in cleanup() above. State: ${NEMORUN_SERVICES_DIR:-/tmp/nemorun-services}.
 #     CI must FAIL, not skip, when a service cannot start: do not swallow their exit status.
 start_services() {
-    : # nothing yet
+    local svc env_lines t
+    for svc in sshd slurm; do
+        bash "scripts/services/$svc.sh" status || started_services+=("$svc")
+        t=$(now)
+        # Not `|| true`, and not inside `if`: a service that cannot start fails the run (set -e) with its message.
+        bash "scripts/services/$svc.sh" start
+        # The assignment carries env's exit status (eval "$(...)" would hide it).
+        env_lines=$(bash "scripts/services/$svc.sh" env)
+        eval "$env_lines"
+        echo "[test.sh] $svc ready in $(($(now) - t)) s" >&2
+    done
 }
 start_services
 # <<< services
 # ============================================================================================================
 
-now() { date +%s; }
 summary=()
 failed=0
 
