@@ -21,7 +21,13 @@ _KEY_MATERIAL = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|^(ghp|gho|github
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a setting called ``name`` holds a secret (by naming convention)."""
+    """Whether a setting called ``name`` holds a secret (by naming convention).
+
+    ``*_env`` settings (``passphrase_env``, ``identity_env``) hold the *name* of a variable that holds the secret:
+    they are kept, so that a tunnel loaded from the store still knows where to find its secret.
+    """
+    if name.lower().endswith("_env"):
+        return False
     return bool(_SECRET_NAME.search(name))
 
 
