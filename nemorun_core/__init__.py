@@ -41,6 +41,18 @@ _EXPORTS: dict[str, str] = {
     "JobStatus": "nemorun_core.executors.base",
     "LocalExecutor": "nemorun_core.executors.local",
     "Torchrun": "nemorun_core.launchers.torchrun",
+    # packaging
+    "Packager": "nemorun_core.packaging.base",
+    "Package": "nemorun_core.packaging.base",
+    "GitArchivePackager": "nemorun_core.packaging.git",
+    "GitPackage": "nemorun_core.packaging.git",
+    "PatternPackager": "nemorun_core.packaging.pattern",
+    "PatternPackage": "nemorun_core.packaging.pattern",
+    "HybridPackager": "nemorun_core.packaging.hybrid",
+    "SSHTunnel": "nemorun_core.tunnel.ssh",
+    "LocalTunnel": "nemorun_core.tunnel.local",
+    "SlurmExecutor": "nemorun_core.executors.slurm",
+    "SlurmResources": "nemorun_core.executors.slurm",
     # experiments
     "run": "nemorun_core.experiment.launch",
     "Experiment": "nemorun_core.experiment.experiment",
@@ -49,7 +61,7 @@ _EXPORTS: dict[str, str] = {
     # command line
     "cli_command": "nemorun_core.cli.entrypoint",
 }
-_SUBMODULES = frozenset({"cli", "config", "errors", "executors", "experiment", "launchers"})
+_SUBMODULES = frozenset({"cli", "config", "errors", "executors", "experiment", "launchers", "packaging"})
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
@@ -70,7 +82,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from nemorun_core import cli, config, errors, executors, experiment, launchers
+    from nemorun_core import cli, config, errors, executors, experiment, launchers, packaging
     from nemorun_core.cli.entrypoint import cli_command
     from nemorun_core.config.autoconvert import autoconvert
     from nemorun_core.config.buildable import Config, Partial
@@ -81,8 +93,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemorun_core.config.validation import validate, validation_rule
     from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
     from nemorun_core.executors.local import LocalExecutor
+    from nemorun_core.executors.slurm import SlurmExecutor, SlurmResources
     from nemorun_core.experiment.experiment import Experiment
     from nemorun_core.experiment.launch import run
     from nemorun_core.experiment.plugin import Plugin
     from nemorun_core.launchers.torchrun import Torchrun
     from nemorun_core.metrics import log_metrics
+    from nemorun_core.packaging.base import Package, Packager
+    from nemorun_core.packaging.git import GitArchivePackager, GitPackage
+    from nemorun_core.packaging.hybrid import HybridPackager
+    from nemorun_core.packaging.pattern import PatternPackage, PatternPackager
+    from nemorun_core.tunnel.local import LocalTunnel
+    from nemorun_core.tunnel.ssh import SSHTunnel

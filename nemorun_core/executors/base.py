@@ -14,6 +14,7 @@ The experiment layer, ``run.run`` and both orchestrator packages talk to backend
 from __future__ import annotations
 
 import abc
+import contextvars
 import dataclasses
 import enum
 import json
@@ -23,6 +24,11 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence
 from nemorun_core.errors import ExecutorError
 
 HANDLE_VERSION = 1
+
+# Set by the experiment scheduler while it submits one experiment's jobs: executors may do per-batch work once
+# (package and upload code) instead of once per job. None outside a batch.
+SUBMISSION_BATCH: contextvars.ContextVar[str | None] = contextvars.ContextVar("nemorun_submission_batch",
+                                                                              default=None)
 
 
 class JobState(str, enum.Enum):
@@ -169,6 +175,8 @@ class Job:
         files: files to write into the job dir before starting (relative name -> text), e.g. the serialized task.
         launcher: optional launcher (Torchrun, ...) that turns ``command`` into a distributed command.
         cwd: working directory for the task, if not the executor's default.
+        depends_on: jobs (of the same executor kind and cluster) that must finish first, for executors with the
+            ``dependencies`` capability (Slurm: ``--dependency``); the experiment layer waits itself otherwise.
     """
 
     name: str
@@ -179,6 +187,7 @@ class Job:
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     launcher: Any = None
     cwd: str | None = None
+    depends_on: list[JobHandle] = dataclasses.field(default_factory=list)
 
 
 class Executor(abc.ABC):

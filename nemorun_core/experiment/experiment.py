@@ -251,6 +251,11 @@ class Experiment:
         if self.dir:
             persist.reload_unsubmitted(self)
         statuses = poll(list(self._tasks.values()))
+        for name, new in statuses.items():
+            old = self._tasks[name].status
+            if old is not None and old.is_terminal and new.state is old.state and not new.message:
+                # A backend may later report the same end with less detail (sacct right after a cancel): keep ours.
+                statuses[name] = old
         changed = {n: st for n, st in statuses.items() if self._tasks[n].status != st}
         for name, status in statuses.items():
             self._tasks[name].status = status

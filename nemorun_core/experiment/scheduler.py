@@ -13,7 +13,7 @@ import time
 from typing import Any, Iterable
 
 from nemorun_core.errors import NemorunError
-from nemorun_core.executors.base import JobState, JobStatus
+from nemorun_core.executors.base import SUBMISSION_BATCH, JobState, JobStatus
 from nemorun_core.experiment import persist
 from nemorun_core.experiment.tasks import TaskSpec, make_job, referenced_tasks, resolve_references
 
@@ -21,13 +21,16 @@ _FIRST_WAIT = 0.01
 _MAX_WAIT = 1.0
 
 
+def _batch_key(spec: TaskSpec) -> Any:
+    return getattr(spec.executor, "batch_key", lambda: type(spec.executor))()
+
+
 def _groups(specs: Iterable[TaskSpec]) -> dict[Any, list[TaskSpec]]:
     """Tasks grouped so that one ``status_many`` call per group answers for all of them."""
     groups: dict[Any, list[TaskSpec]] = {}
     for spec in specs:
         if spec.handle is not None:
-            key = getattr(spec.executor, "batch_key", lambda: type(spec.executor))()
-            groups.setdefault(key, []).append(spec)
+            groups.setdefault(_batch_key(spec), []).append(spec)
     return groups
 
 
@@ -87,14 +90,38 @@ class Scheduler:
         if spec.dependencies and referenced_tasks(spec.task):
             persist.save_original(exp, spec)
         job = make_job(spec, f"{exp.id}/{spec.name}/0", job_dir, task)
+        # Dependencies still running are left to the backend (Slurm --dependency); finished ones need nothing.
+        job.depends_on = [exp._tasks[d].handle for d in spec.dependencies
+                          if exp._tasks[d].handle is not None and not (exp._tasks[d].status and
+                                                                      exp._tasks[d].status.is_terminal)]
         spec.handle = spec.executor.submit(job)
         persist.save_handle(exp, spec)
         # No info.json yet: a task with a handle and no recorded state is asked from its executor.
         spec.status = JobStatus(JobState.RUNNING if spec.executor.backend == "local" else JobState.PENDING,
                                 "submitted")
 
+    def _natively_ready(self, spec: TaskSpec, done: dict[str, JobState]) -> bool:
+        """Whether ``spec`` can be submitted now with its unfinished dependencies handed to the backend."""
+        if not spec.executor.supports("dependencies") or referenced_tasks(spec.task):
+            return False
+        key = _batch_key(spec)
+        for name in spec.dependencies:
+            dep = self.exp._tasks[name]
+            if done.get(name) is JobState.SUCCEEDED:
+                continue
+            if dep.handle is None or name in done or _batch_key(dep) != key:
+                return False
+        return True
+
     # -- the loop -----------------------------------------------------------------------------------------------------
     def run_to_end(self) -> None:
+        token = SUBMISSION_BATCH.set(self.exp.id)
+        try:
+            self._run_to_end()
+        finally:
+            SUBMISSION_BATCH.reset(token)
+
+    def _run_to_end(self) -> None:
         tasks: dict[str, TaskSpec] = self.exp._tasks
         done: dict[str, JobState] = {}
         running: dict[str, TaskSpec] = {}
@@ -119,6 +146,8 @@ class Scheduler:
                         persist.save_states(self.exp, {name: status})
                         self._report(spec)
                     if status.is_terminal:
+                        if status.native.startswith("PENDING"):
+                            spec.executor.cancel(spec.handle)  # can never start (a dependency failed): dequeue it
                         done[name] = status.state
                         del running[name]
                         progressed = True
@@ -162,7 +191,8 @@ class Scheduler:
             if self._stop or (self.limit is not None and len(running) >= self.limit):
                 break
             spec = self.exp._tasks[name]
-            if not all(done.get(d) is JobState.SUCCEEDED for d in spec.dependencies):
+            if not all(done.get(d) is JobState.SUCCEEDED for d in spec.dependencies) and \
+                    not self._natively_ready(spec, done):
                 continue
             pending.remove(name)
             progressed = True
@@ -185,11 +215,25 @@ class Scheduler:
 
     # -- detached -----------------------------------------------------------------------------------------------------
     def launch_detached(self) -> None:
-        """Submit what can start now; hand the rest of the graph to a detached driver process."""
+        """Submit what can start now; hand the rest of the graph to a detached driver process.
+
+        Without a concurrency limit, a graph whose every dependency the backend can hold itself (Slurm jobs on one
+        cluster, no output references) is submitted at once, in order, and needs no driver.
+        """
+        token = SUBMISSION_BATCH.set(self.exp.id)
+        try:
+            self._launch_detached()
+        finally:
+            SUBMISSION_BATCH.reset(token)
+
+    def _launch_detached(self) -> None:
         tasks = self.exp._tasks
-        needs_driver = self.limit is not None or any(s.dependencies for s in tasks.values())
+        native = all(not s.dependencies or (s.executor.supports("dependencies") and not referenced_tasks(s.task)
+                                            and all(_batch_key(tasks[d]) == _batch_key(s) for d in s.dependencies))
+                     for s in tasks.values())
+        needs_driver = self.limit is not None or not native
         if not needs_driver:
-            for spec in tasks.values():
+            for spec in tasks.values():  # insertion order is a topological order: dependencies are added first
                 try:
                     self._submit(spec)
                 except NemorunError as exc:

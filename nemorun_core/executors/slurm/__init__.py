@@ -1,0 +1,5 @@
+"""The Slurm executor: sbatch over a tunnel, batched status, dependencies, arrays, heterogeneous jobs."""
+
+from nemorun_core.executors.slurm.executor import SlurmExecutor, SlurmResources
+
+__all__ = ["SlurmExecutor", "SlurmResources"]

@@ -1,0 +1,351 @@
+"""``SlurmExecutor``: run a job on a Slurm cluster, reached through a tunnel (SSH or this machine).
+
+One job is one ``sbatch`` of a script rendered from ``sbatch.sh.j2`` (``dryrun`` returns it exactly). Submission is
+one remote command: the job's files travel as a tar on its stdin (secret environment values ahead of it, as
+``export`` lines the command evaluates, so they are never written to disk or put on a command line), and the
+command submits only if the job directory has no ``slurm_job_id`` yet, so a retried submission finds the first job
+instead of starting another. Status of many jobs is one remote call (``squeue`` and ``sacct`` together).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import shlex
+import tarfile
+from typing import Any, ClassVar, Iterator, Optional, Sequence
+
+from nemorun_core.errors import ConfigError, SubmissionError
+from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, SubmitRequest
+from nemorun_core.executors.slurm import states
+from nemorun_core.secrets import is_secret_name
+
+_IDENT = re.compile(r"^[A-Za-z0-9_.,:@%+=&|!()\[\]*\-/]+$")  # what #SBATCH values may hold: no spaces, quotes, #
+_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
+_MEM = re.compile(r"^\d+[KMGT]?B?$", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PARAM = re.compile(r"^[a-z][a-z0-9\-_]*$")
+DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok", "aftercorr")
+JOB_ID_FILE = "slurm_job_id"
+
+
+@dataclasses.dataclass(kw_only=True)
+class SlurmResources:
+    """The resources of one component of a heterogeneous job."""
+
+    nodes: int = 1
+    ntasks_per_node: int = 1
+    partition: Optional[str] = None
+    gpus_per_node: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    mem: Optional[str] = None
+    constraint: Optional[str] = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class SlurmExecutor(Executor):
+    """Run tasks as Slurm batch jobs.
+
+    Args:
+        account, partition, qos: where the job is charged and queued.
+        nodes, ntasks_per_node: processes per job (``srun`` starts ``nodes * ntasks_per_node``; with a launcher such
+            as ``run.Torchrun()``, one launcher per node starting ``ntasks_per_node`` workers).
+        gpus_per_node, gpus_per_task, cpus_per_task, mem, exclusive, constraint: resources (``mem="64G"``).
+        time: wall-clock limit (``"HH:MM:SS"``, ``"D-HH:MM:SS"`` or minutes); ``time_limit`` is the same setting.
+        env_vars: environment of the job; secret-looking values are passed at submission and never rendered.
+        setup_lines: shell lines run before the task (``module load``, ``source venv/bin/activate``); they are the
+            user's own code and are not quoted.
+        srun_args: extra ``srun`` arguments.
+        additional_parameters: more ``#SBATCH`` options, ``{"mail-type": "END", "requeue": True}``.
+        container_image, container_mounts, container_workdir: for sites with a container plugin (pyxis/enroot):
+            passed to ``srun`` as ``--container-*``.
+        retries: on failure, the job requeues itself up to this many times (``#SBATCH --requeue``).
+        array: a job array (``"0-99%10"``): every element runs the task with its ``SLURM_ARRAY_TASK_ID``.
+        heterogeneous: components of a heterogeneous job (``[SlurmResources(...), ...]``); the task runs as one
+            ``srun`` step across all of them.
+        dependency_type: how experiment dependencies become ``--dependency`` (``afterok`` by default).
+        tunnel: how to reach the cluster (``run.SSHTunnel(...)`` or ``run.LocalTunnel(job_dir=...)``).
+        packager: how to ship code (``run.GitArchivePackager()``...); None: the cluster sees the same files.
+        python: the interpreter on the cluster that runs Python tasks.
+        launcher: ``None``, ``"torchrun"`` or ``run.Torchrun(...)``.
+    """
+
+    account: Optional[str] = None
+    partition: Optional[str] = None
+    qos: Optional[str] = None
+    nodes: int = 1
+    ntasks_per_node: int = 1
+    gpus_per_node: Optional[int] = None
+    gpus_per_task: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    mem: Optional[str] = None
+    exclusive: bool = False
+    constraint: Optional[str] = None
+    time: Optional[str] = None
+    time_limit: Optional[str] = None
+    env_vars: dict[str, str] = dataclasses.field(default_factory=dict)
+    setup_lines: list[str] = dataclasses.field(default_factory=list)
+    srun_args: list[str] = dataclasses.field(default_factory=list)
+    additional_parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    container_image: Optional[str] = None
+    container_mounts: list[str] = dataclasses.field(default_factory=list)
+    container_workdir: Optional[str] = None
+    retries: int = 0
+    array: Optional[str] = None
+    heterogeneous: list[SlurmResources] = dataclasses.field(default_factory=list)
+    dependency_type: str = "afterok"
+    tunnel: Any = None
+    packager: Any = None
+    python: str = "python3"
+    launcher: Any = None
+
+    backend: ClassVar[str] = "slurm"
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"logs", "cancel", "detach", "status_many", "find", "dependencies", "requeue"})
+
+    def __post_init__(self) -> None:
+        if self.time_limit is not None:
+            if self.time is not None and self.time != self.time_limit:
+                raise ConfigError(f"time={self.time!r} and time_limit={self.time_limit!r} disagree; they are one "
+                                  "setting, give one", path="SlurmExecutor.time")
+            self.time, self.time_limit = self.time_limit, None
+        if self.tunnel is None:
+            from nemorun_core.tunnel.local import LocalTunnel
+
+            self.tunnel = LocalTunnel(job_dir=os.path.expanduser("~/.nemorun/slurm-jobs"))
+        self.check()
+
+    # -- validation -------------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Reject bad settings before anything is submitted; each error names the field and the fix."""
+        for name in ("account", "partition", "qos", "constraint", "container_image", "array"):
+            _ident(getattr(self, name), name)
+        for name in ("nodes", "ntasks_per_node"):
+            _positive(getattr(self, name), name)
+        for name in ("gpus_per_node", "gpus_per_task", "cpus_per_task"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(value, name, zero_ok=name.startswith("gpus"))
+        if self.mem is not None and not _MEM.match(str(self.mem)):
+            raise ConfigError(f"{self.mem!r} is not a memory size; write e.g. '64G' or '512M'", path="SlurmExecutor.mem")
+        if self.time is not None and not _TIME.match(str(self.time)):
+            raise ConfigError(f"{self.time!r} is not a Slurm time; write 'HH:MM:SS', 'D-HH:MM:SS' or minutes",
+                              path="SlurmExecutor.time")
+        if self.array is not None and not re.match(r"^[0-9][0-9,\-:%]*$", self.array):
+            raise ConfigError(f"{self.array!r} is not an array spec; write e.g. '0-99' or '0-99%10'",
+                              path="SlurmExecutor.array")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"must be an int >= 0, got {self.retries!r}", path="SlurmExecutor.retries")
+        if self.dependency_type not in DEPENDENCY_TYPES:
+            raise ConfigError(f"{self.dependency_type!r} is not one of {', '.join(DEPENDENCY_TYPES)}",
+                              path="SlurmExecutor.dependency_type")
+        for name, value in self.env_vars.items():
+            if not isinstance(name, str) or not _ENV_NAME.match(name):
+                raise ConfigError(f"{name!r} is not a valid environment variable name", path="SlurmExecutor.env_vars")
+            if not isinstance(value, str):
+                raise ConfigError(f"value of {name} must be a string, got {value!r}; write {name}={str(value)!r}",
+                                  path="SlurmExecutor.env_vars")
+        for key, value in self.additional_parameters.items():
+            if not isinstance(key, str) or not _PARAM.match(key):
+                raise ConfigError(f"{key!r} is not an sbatch option name (e.g. 'mail-type')",
+                                  path="SlurmExecutor.additional_parameters")
+            if value is not None and not isinstance(value, bool) and not _IDENT.match(str(value)):
+                raise ConfigError(f"value of {key!r} ({value!r}) has spaces, quotes, '#' or newlines, which #SBATCH "
+                                  "lines cannot carry", path="SlurmExecutor.additional_parameters")
+        for line in self.setup_lines:
+            if not isinstance(line, str) or "\n" in line:
+                raise ConfigError("each setup line must be one string without newlines; give a list of lines",
+                                  path="SlurmExecutor.setup_lines")
+        for i, group in enumerate(self.heterogeneous):
+            if not isinstance(group, SlurmResources):
+                raise ConfigError(f"component {i} must be a SlurmResources(...)", path="SlurmExecutor.heterogeneous")
+            _positive(group.nodes, f"heterogeneous[{i}].nodes")
+            _positive(group.ntasks_per_node, f"heterogeneous[{i}].ntasks_per_node")
+            _ident(group.partition, f"heterogeneous[{i}].partition")
+            _ident(group.constraint, f"heterogeneous[{i}].constraint")
+        from nemorun_core.launchers import resolve_launcher
+
+        resolve_launcher(self.launcher)
+
+    # -- rendering (pure) -------------------------------------------------------------------------------------------
+    def remote_dir(self, job: Job) -> str:
+        """The job's directory on the cluster: ``<tunnel.job_dir>/<experiment id>/<task>[/attempt-N]``."""
+        parts = job.key.split("/")
+        exp_id, task, attempt = (parts + ["0", "0"])[:3] if len(parts) >= 2 else (job.key, "task", "0")
+        path = f"{self.tunnel.job_dir.rstrip('/')}/{exp_id}/{task}"
+        return path if attempt in ("0", "") else f"{path}/attempt-{attempt}"
+
+    def job_name(self, job: Job) -> str:
+        return re.sub(r"[^A-Za-z0-9_.\-]", "_", job.key.replace("/", "."))[:200]
+
+    def directives(self, job: Job, remote_dir: str, depends_on: Sequence[str] = (),
+                   code_dir: str | None = None) -> list[list[str]]:
+        common = [f"--job-name={self.job_name(job)}", f"--output={remote_dir}/log.out", "--open-mode=append",
+                  f"--chdir={remote_dir}"]
+        if self.time:
+            common.append(f"--time={self.time}")
+        for flag, value in (("account", self.account), ("qos", self.qos)):
+            if value:
+                common.append(f"--{flag}={value}")
+        if self.array:
+            common.append(f"--array={self.array}")
+        if self.retries:
+            common.append("--requeue")
+        if depends_on:
+            common.append(f"--dependency={self.dependency_type}:{':'.join(depends_on)}")
+        for key, value in sorted(self.additional_parameters.items()):
+            if value is True or value is None:
+                common.append(f"--{key}")
+            elif value is not False:
+                common.append(f"--{key}={value}")
+        if not self.heterogeneous:
+            return [common + self._resources(SlurmResources(
+                nodes=self.nodes, ntasks_per_node=self.ntasks_per_node, partition=self.partition,
+                gpus_per_node=self.gpus_per_node, cpus_per_task=self.cpus_per_task, mem=self.mem,
+                constraint=self.constraint))]
+        groups = [self._resources(g) for g in self.heterogeneous]
+        groups[0] = common + groups[0]
+        return groups
+
+    def _resources(self, r: SlurmResources) -> list[str]:
+        out = [f"--nodes={r.nodes}", f"--ntasks-per-node={self._tasks_per_node(r)}"]
+        for flag, value in (("partition", r.partition), ("gpus-per-node", r.gpus_per_node),
+                            ("cpus-per-task", r.cpus_per_task), ("mem", r.mem), ("constraint", r.constraint)):
+            if value is not None:
+                out.append(f"--{flag}={value}")
+        if self.gpus_per_task is not None:
+            out.append(f"--gpus-per-task={self.gpus_per_task}")
+        if self.exclusive:
+            out.append("--exclusive")
+        return out
+
+    def _tasks_per_node(self, r: SlurmResources) -> int:
+        from nemorun_core.launchers import resolve_launcher
+
+        return 1 if resolve_launcher(self.launcher) is not None else r.ntasks_per_node
+
+    def run_command(self, job: Job, remote_dir: str) -> tuple[str, bool]:
+        """The srun line of the script, and whether it needs the head node's address."""
+        from nemorun_core.launchers import resolve_launcher
+
+        q = shlex.quote
+        argv = [self.python if a == "python" else _remote_path(a, job.job_dir, remote_dir) for a in job.command]
+        srun = ["srun", *self.srun_args]
+        if self.heterogeneous:
+            srun.append(f"--het-group=0-{len(self.heterogeneous) - 1}")
+        if self.container_image:
+            srun.append(f"--container-image={self.container_image}")
+            if self.container_mounts:
+                srun.append(f"--container-mounts={','.join(self.container_mounts)}")
+            if self.container_workdir:
+                srun.append(f"--container-workdir={self.container_workdir}")
+        launcher = resolve_launcher(self.launcher)
+        if launcher is None:
+            return " ".join(q(a) for a in srun + argv), False
+        wrapped = launcher.wrap(argv, nodes=self.nodes, nproc_per_node=self.ntasks_per_node,
+                                node_rank="$SLURM_NODEID", master_addr="$NEMORUN_HEAD_NODE")
+        inner = " ".join(f'"{a}"' if "$" in a else q(a) for a in wrapped)  # $-values are ours, expanded per node
+        return " ".join(q(a) for a in srun) + " --ntasks-per-node=1 bash -c " + q(inner), True
+
+    def render(self, job: Job, remote_dir: str, depends_on: Sequence[str] = (), code_dir: str | None = None) -> str:
+        from nemorun_core.executors.slurm.template import render_sbatch
+
+        env = {**self.env_vars, **job.env}
+        run_command, head = self.run_command(job, remote_dir)
+        return render_sbatch(
+            name=job.name, key=job.key, job_dir=remote_dir,
+            groups=self.directives(job, remote_dir, depends_on),
+            env=[(k, v) for k, v in sorted(env.items()) if not is_secret_name(k)],
+            secret_names=sorted(k for k in env if is_secret_name(k)),
+            cwd=code_dir or job.cwd or remote_dir, setup_lines=self.setup_lines,
+            run_command=run_command, head_node=head, retries=self.retries,
+        )
+
+    def dryrun(self, job: Job) -> SubmitRequest:
+        remote_dir = self.remote_dir(job)
+        depends = [h.job_id for h in getattr(job, "depends_on", [])]
+        text = self.render(job, remote_dir, depends)
+        return SubmitRequest(self.backend, text, files=dict(job.files),
+                             meta={"remote_dir": remote_dir, "address": self.tunnel.address,
+                                   "job_name": self.job_name(job)})
+
+    # -- the contract -----------------------------------------------------------------------------------------------
+    def batch_key(self) -> tuple[str, str]:
+        return (self.backend, self.tunnel.address)
+
+    def submit(self, job: Job) -> JobHandle:
+        from nemorun_core.executors.slurm.remote import submit
+
+        self.check()
+        return submit(self, job)
+
+    def find(self, key: str, job_dir: str) -> JobHandle | None:
+        from nemorun_core.executors.slurm.remote import find
+
+        return find(self, key)
+
+    def status_many(self, handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
+        from nemorun_core.executors.slurm.remote import status_many
+
+        return status_many(self, handles)
+
+    def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
+        from nemorun_core.executors.slurm.remote import logs
+
+        return logs(self, handle, follow=follow, offset=offset)
+
+    def cancel(self, handle: JobHandle) -> None:
+        self.tunnel.run(f"scancel {shlex.quote(handle.job_id)}", check=False)
+
+    def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
+        return self.tunnel.read_bytes(f"{handle.job_dir}/{name}")
+
+    def log_location(self, handle: JobHandle) -> str:
+        return f"{self.tunnel.address}:{handle.job_dir}/log.out"
+
+    def log_tail(self, handle: JobHandle, lines: int = 20) -> list[str]:
+        result = self.tunnel.run(f"tail -n {int(lines)} {shlex.quote(handle.job_dir + '/log.out')}", check=False)
+        return result.stdout.splitlines() if result.ok else []
+
+
+def job_files_tar(files: dict[str, str], script: str) -> bytes:
+    """A tar (uncompressed, deterministic) of the job's files and its sbatch script, sent on the submit's stdin."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, text in sorted({**files, "sbatch.sh": script}.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def rewrite_payload(text: str, sys_path: list[str]) -> str:
+    """The runner payload with the cluster's import path (the uploaded code) instead of this machine's."""
+    payload = json.loads(text)
+    payload["sys_path"] = sys_path
+    return json.dumps(payload)
+
+
+def _remote_path(arg: str, local_dir: str, remote_dir: str) -> str:
+    if arg == local_dir or arg.startswith(local_dir.rstrip("/") + "/"):
+        return remote_dir + arg[len(local_dir.rstrip("/")):]
+    return arg
+
+
+def _ident(value: Any, field: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value or not _IDENT.match(value):
+        raise ConfigError(
+            f"{value!r} cannot go into an #SBATCH line (spaces, quotes, '#', ';' and newlines are not allowed); "
+            "check the spelling of the name", path=f"SlurmExecutor.{field}")
+
+
+def _positive(value: Any, field: str, zero_ok: bool = False) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if zero_ok else 1):
+        raise ConfigError(f"must be an int >= {0 if zero_ok else 1}, got {value!r}", path=f"SlurmExecutor.{field}")

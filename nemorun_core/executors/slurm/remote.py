@@ -1,0 +1,171 @@
+"""What ``SlurmExecutor`` does on the cluster: submit, find, status, logs, code upload. One remote call each."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from nemorun_core.errors import SubmissionError
+from nemorun_core.executors.base import SUBMISSION_BATCH, Job, JobHandle, JobState, JobStatus
+from nemorun_core.executors.slurm import states
+from nemorun_core.executors.slurm.executor import JOB_ID_FILE, job_files_tar, rewrite_payload
+from nemorun_core.secrets import is_secret_name
+
+if TYPE_CHECKING:
+    from nemorun_core.executors.slurm.executor import SlurmExecutor
+
+q = shlex.quote
+_FILES_MARK = "__NEMORUN_FILES__"
+_SACCT_MARK = "__NEMORUN_SACCT__"
+_SAFE_PATH = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/~+@:")
+
+
+def _check_path(path: str) -> None:
+    bad = sorted(set(path) - _SAFE_PATH)
+    if bad:
+        raise SubmissionError(
+            f"the job directory {path!r} contains {''.join(bad)!r}, which #SBATCH lines cannot carry; "
+            "choose a tunnel job_dir without spaces or quotes"
+        )
+
+
+def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
+    """Submit ``job``, or return the job already submitted from its directory (idempotent by directory)."""
+    tunnel = ex.tunnel
+    remote_dir = ex.remote_dir(job)
+    _check_path(remote_dir)
+    code_dir = upload_code(ex) if ex.packager is not None else None
+    files = dict(job.files)
+    if "task.json" in files and code_dir:
+        files["task.json"] = rewrite_payload(files["task.json"], [code_dir])
+    depends = [h.job_id for h in getattr(job, "depends_on", [])]
+    script = ex.render(job, remote_dir, depends, code_dir)
+    env = {**ex.env_vars, **job.env}
+    secrets = "".join(f"export {k}={q(v)}\n" for k, v in sorted(env.items()) if is_secret_name(k))
+    stdin = (secrets + _FILES_MARK + "\n").encode() + job_files_tar(files, script)
+    d = q(remote_dir)
+    # Secrets arrive as export lines on stdin, so they reach sbatch's environment (and the job's) without touching
+    # a file or a command line. The job id file makes a repeated submission of the same job a lookup.
+    command = (
+        f'while IFS= read -r line; do [ "$line" = {_FILES_MARK} ] && break; eval "$line"; done; '
+        f"mkdir -p {d} && cd {d} || exit 90; "
+        f"if [ -s {JOB_ID_FILE} ]; then cat {JOB_ID_FILE}; exit 0; fi; "
+        f"tar -xf - || exit 91; "
+        f"if sbatch --parsable sbatch.sh > {JOB_ID_FILE}.tmp; then mv {JOB_ID_FILE}.tmp {JOB_ID_FILE}; "
+        f"cat {JOB_ID_FILE}; else rc=$?; cd / && rm -rf {d}; exit $rc; fi"
+    )
+    result = tunnel.run(command, stdin=stdin, check=False, timeout=120)
+    if not result.ok:
+        why = (result.stderr or result.stdout).strip() or f"exit status {result.exit_code}"
+        raise SubmissionError(f"sbatch of job {job.name!r} on {tunnel.address} failed: {why}")
+    job_id = result.stdout.strip().splitlines()[-1].split(";")[0].strip()
+    if not job_id.isdigit():
+        raise SubmissionError(f"sbatch of job {job.name!r} printed {result.stdout.strip()!r}, not a job id")
+    return JobHandle.create(ex.backend, job_id, job.key, remote_dir, address=tunnel.address)
+
+
+def find(ex: "SlurmExecutor", key: str) -> JobHandle | None:
+    """The job submitted under ``key``: from its job id file, else by its job name in the queue."""
+    job = Job(name=key.split("/")[1] if "/" in key else key, key=key, command=[], job_dir="")
+    remote_dir = ex.remote_dir(job)
+    name = ex.job_name(job)
+    result = ex.tunnel.run(
+        f"cat {q(remote_dir + '/' + JOB_ID_FILE)} 2>/dev/null || squeue -h -n {q(name)} -o %i | head -n1",
+        check=False)
+    job_id = result.stdout.strip().split("_")[0]
+    if not job_id.isdigit():
+        return None
+    return JobHandle.create(ex.backend, job_id, key, remote_dir, address=ex.tunnel.address)
+
+
+def status_many(ex: "SlurmExecutor", handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
+    """One remote call for all ``handles``: ``squeue`` for live jobs and ``sacct`` for finished ones."""
+    if not handles:
+        return {}
+    ids = ",".join(sorted({h.job_id for h in handles}))
+    result = ex.tunnel.run(
+        f"squeue -h -j {ids} -o {q(states.SQUEUE_FORMAT)} 2>/dev/null; echo {_SACCT_MARK}; "
+        f"sacct -X -n -P -j {ids} -o {states.SACCT_FIELDS} 2>/dev/null", check=False)
+    queued_text, _, accounted_text = result.stdout.partition(_SACCT_MARK)
+    queued, accounted = states.parse_squeue(queued_text), states.parse_sacct(accounted_text)
+    out = {h: states.combine(h.job_id, queued, accounted) for h in handles}
+    failed = [h for h, st in out.items() if st.state is JobState.FAILED]
+    if failed:
+        _add_task_errors(ex, failed, out)
+    return out
+
+
+def _add_task_errors(ex: "SlurmExecutor", handles: list[JobHandle], out: dict[JobHandle, JobStatus]) -> None:
+    """For failed Python tasks, the runner's own error (``status.json``) says more than Slurm's FAILED."""
+    marker = "__NEMORUN_STATUS__"
+    command = "; ".join(f"echo {marker}; cat {q(h.job_dir + '/status.json')} 2>/dev/null" for h in handles)
+    chunks = ex.tunnel.run(command, check=False).stdout.split(marker)[1:]
+    for handle, chunk in zip(handles, chunks):
+        try:
+            error = json.loads(chunk).get("error")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if error:
+            st = out[handle]
+            out[handle] = JobStatus(st.state, st.native, error, st.exit_code)
+
+
+def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -> Iterator[str]:
+    """Lines of ``log.out`` from line ``offset``; each fetch asks only for what is new (``tail -n +N``)."""
+    path = q(handle.job_dir + "/log.out")
+    line_no = offset
+    while True:
+        result = ex.tunnel.run(f"tail -n +{line_no + 1} {path} 2>/dev/null", check=False)
+        text = result.stdout
+        complete = text.split("\n")
+        if follow and not text.endswith("\n"):
+            complete = complete[:-1]  # a running job's partial last line waits until it is complete
+        elif text.endswith("\n"):
+            complete = complete[:-1]
+        for line in complete:
+            yield line
+        line_no += len(complete)
+        if not follow:
+            return
+        if not complete:
+            if ex.status(handle).is_terminal:
+                rest = ex.tunnel.run(f"tail -n +{line_no + 1} {path} 2>/dev/null", check=False).stdout
+                yield from (line for line in rest.split("\n") if line) if rest.strip() else ()
+                return
+            time.sleep(1.0)  # a remote poll: once a second is plenty for people reading logs
+
+
+_PACKAGED: dict[tuple, tuple[str, object]] = {}
+
+
+def upload_code(ex: "SlurmExecutor") -> str:
+    """Package the code (once per experiment run), upload it unless the cluster has it; return its directory."""
+    from nemorun_core.experiment.store import default_home
+
+    batch = SUBMISSION_BATCH.get()
+    key = (batch, repr(ex.packager), os.getcwd())
+    cached = _PACKAGED.get(key) if batch is not None else None
+    if cached is None:
+        output = os.path.join(default_home(), "packages")
+        os.makedirs(output, exist_ok=True)
+        package = ex.packager.package(os.getcwd(), output)
+        if batch is not None:
+            for stale in [k for k in _PACKAGED if k[0] != batch]:
+                del _PACKAGED[stale]
+            _PACKAGED[key] = (batch, package)
+    else:
+        package = cached[1]
+    tunnel = ex.tunnel
+    root = f"{tunnel.job_dir.rstrip('/')}/code"
+    target = f"{root}/{package.digest}"
+    if not tunnel.exists(target):
+        archive = f"{target}.tar.gz"
+        tunnel.put(package.path, archive)
+        tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent uploads of one digest do not collide
+        tunnel.run(
+            f"mkdir -p {q(tmp)} && tar -xzf {q(archive)} -C {q(tmp)} --no-same-owner "
+            f"&& (mv -T {q(tmp)} {q(target)} 2>/dev/null || rm -rf {q(tmp)}) && rm -f {q(archive)}")
+    return target
