@@ -238,3 +238,59 @@ def test_dirty_work_tree_is_refused_before_submission(home, executor, tmp_path, 
     with pytest.raises(Exception) as info:
         run.run(run.Partial(_tasks.add, a=1), executor=executor, name="dirty", tail_logs=False)
     assert "m.py" in str(info.value) and "include_uncommitted" in str(info.value)
+
+
+def test_retries_requeue_the_job_until_it_succeeds(home, executor):
+    executor.retries = 1
+    exp = run.Experiment("slurm-retry")
+    # fails on the first attempt, succeeds once Slurm has requeued it
+    exp.add(run.Script(inline='echo "attempt ${SLURM_RESTART_COUNT:-0}"; [ "${SLURM_RESTART_COUNT:-0}" -ge 1 ]'),
+            executor=executor, name="flaky")
+    exp.run(quiet=True)
+    assert exp.status(quiet=True)["flaky"]["state"] == "SUCCEEDED"
+    log = exp.logs("flaky")
+    assert "attempt 0" in log and "attempt 1" in log and "requeueing" in log
+
+
+def test_heterogeneous_job_runs_one_step_across_its_components(home, executor):
+    executor.heterogeneous = [run.SlurmResources(nodes=1), run.SlurmResources(nodes=1)]
+    exp = run.Experiment("slurm-het")
+    exp.add(run.Script(inline='echo "component $SLURM_HET_GROUP_ID? task $SLURM_PROCID of $SLURM_NTASKS"'),
+            executor=executor, name="het")
+    exp.run(quiet=True)
+    assert exp.status(quiet=True)["het"]["state"] == "SUCCEEDED"
+    lines = sorted(exp.logs("het").splitlines())
+    assert len(lines) == 2 and lines[0].endswith("task 0 of 2") and lines[1].endswith("task 1 of 2")
+
+
+def test_job_array_elements_all_run_and_the_job_is_their_worst(home, executor):
+    executor.array = "0-3"
+    exp = run.Experiment("slurm-array")
+    exp.add(run.Script(inline='echo "element $SLURM_ARRAY_TASK_ID"'), executor=executor, name="sweep")
+    exp.run(quiet=True)
+    assert exp.status(quiet=True)["sweep"]["state"] == "SUCCEEDED"
+    assert sorted(exp.logs("sweep").splitlines()) == [f"element {i}" for i in range(4)]
+    executor.array = "0-2"
+    bad = run.Experiment("slurm-array-bad")
+    bad.add(run.Script(inline='[ "$SLURM_ARRAY_TASK_ID" != 1 ]'), executor=executor, name="sweep")
+    bad.run(quiet=True)
+    assert bad.status(quiet=True)["sweep"]["state"] == "FAILED"
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"port": 1}, "cannot connect"),
+    ({"identity": "bad_key"}, "refused"),
+    ({"known_hosts": "wrong_known_hosts"}, "CHANGED"),
+])
+def test_ssh_problems_fail_at_submission_with_nothing_left(home, executor, change, fragment):
+    ssh = services.ssh()
+    key, value = next(iter(change.items()))
+    if isinstance(value, str):
+        value = getattr(ssh, value)
+    setattr(executor.tunnel, key, value)
+    executor.tunnel.timeout = 5
+    with pytest.raises(Exception) as info:
+        run.run(run.Partial(_tasks.add, a=1), executor=executor, name="sshfail", tail_logs=False)
+    assert fragment in str(info.value)
+    exp = run.Experiment.from_id([e["id"] for e in run.Experiment.list() if e["name"] == "sshfail"][-1])
+    assert exp.status(quiet=True)["sshfail"]["job_id"] is None, "nothing was submitted"

@@ -64,7 +64,7 @@ def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
     job_id = result.stdout.strip().splitlines()[-1].split(";")[0].strip()
     if not job_id.isdigit():
         raise SubmissionError(f"sbatch of job {job.name!r} printed {result.stdout.strip()!r}, not a job id")
-    return JobHandle.create(ex.backend, job_id, job.key, remote_dir, address=tunnel.address)
+    return JobHandle.create(ex.backend, job_id, job.key, remote_dir, address=tunnel.address, array=ex.array or "")
 
 
 def find(ex: "SlurmExecutor", key: str) -> JobHandle | None:
@@ -78,7 +78,7 @@ def find(ex: "SlurmExecutor", key: str) -> JobHandle | None:
     job_id = result.stdout.strip().split("_")[0]
     if not job_id.isdigit():
         return None
-    return JobHandle.create(ex.backend, job_id, key, remote_dir, address=ex.tunnel.address)
+    return JobHandle.create(ex.backend, job_id, key, remote_dir, address=ex.tunnel.address, array=ex.array or "")
 
 
 def status_many(ex: "SlurmExecutor", handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
@@ -91,7 +91,7 @@ def status_many(ex: "SlurmExecutor", handles: Sequence[JobHandle]) -> dict[JobHa
         f"sacct -X -n -P -j {ids} -o {states.SACCT_FIELDS} 2>/dev/null", check=False)
     queued_text, _, accounted_text = result.stdout.partition(_SACCT_MARK)
     queued, accounted = states.parse_squeue(queued_text), states.parse_sacct(accounted_text)
-    out = {h: states.combine(h.job_id, queued, accounted) for h in handles}
+    out = {h: states.combine(h.job_id, queued, accounted, h.extra("array") or "") for h in handles}
     failed = [h for h, st in out.items() if st.state is JobState.FAILED]
     if failed:
         _add_task_errors(ex, failed, out)

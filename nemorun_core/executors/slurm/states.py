@@ -103,7 +103,18 @@ def parse_sacct(text: str) -> dict[str, JobStatus]:
     return out
 
 
-def combine(job_id: str, queued: dict[str, JobStatus], accounted: dict[str, JobStatus]) -> JobStatus:
+def array_elements(spec: str) -> set[int]:
+    """The element indices of an array spec: ``"0-9%2"``, ``"1,3,5"``, ``"0-10:2"``."""
+    out: set[int] = set()
+    for part in spec.split("%")[0].split(","):
+        rng, _, step = part.partition(":")
+        first, _, last = rng.partition("-")
+        out.update(range(int(first), int(last or first) + 1, int(step or 1)))
+    return out
+
+
+def combine(job_id: str, queued: dict[str, JobStatus], accounted: dict[str, JobStatus],
+            array: str = "") -> JobStatus:
     """The status of ``job_id`` (which may be an array or het job: elements ``ID_N`` / ``ID+N``) from both sources.
 
     squeue knows live jobs precisely; sacct knows finished ones. An array or het job is the worst of its parts:
@@ -119,6 +130,12 @@ def combine(job_id: str, queued: dict[str, JobStatus], accounted: dict[str, JobS
     parts += [s for key, s in accounted.items() if _belongs(key, job_id) and key not in seen]
     if not parts:
         return JobStatus(JobState.UNKNOWN, "", f"job {job_id} is in neither squeue nor sacct (yet)")
+    if array:
+        # sacct may first show an array as one record: it has ended only when every element has its own record.
+        missing = [i for i in array_elements(array) if f"{job_id}_{i}" not in accounted]
+        live = [s for s in parts if not s.is_terminal]
+        if missing and not live:
+            return JobStatus(JobState.RUNNING, "", f"waiting for {len(missing)} array element(s) to be accounted")
     if len(parts) == 1:
         return parts[0]
     for state in (JobState.FAILED, JobState.CANCELLED, JobState.RUNNING, JobState.PENDING, JobState.UNKNOWN):

@@ -155,3 +155,15 @@ def test_array_job_is_the_worst_of_its_elements():
     assert states.combine("100", states.parse_squeue("100_2|RUNNING|None\n"),
                           states.parse_sacct("101|100_0|COMPLETED|0:0|None\n")).state is JobState.RUNNING
     assert states.parse_exit("0:9") == 137 and states.status_of("OUT_OF_MEMORY").state is JobState.FAILED
+
+
+def test_an_array_has_ended_only_when_every_element_is_accounted():
+    from nemorun_core.executors.base import JobState
+    from nemorun_core.executors.slurm import states
+
+    assert states.array_elements("0-9%2") == set(range(10)) and states.array_elements("1,3,8-10:2") == {1, 3, 8, 10}
+    early = states.parse_sacct("1521|1521|COMPLETED|0:0|None\n")  # seen on slurm 22.05 before the split
+    assert states.combine("1521", {}, early, "0-2").state is JobState.RUNNING
+    full = states.parse_sacct("1522|1521_0|COMPLETED|0:0|None\n1523|1521_1|FAILED|1:0|None\n"
+                              "1521|1521_2|COMPLETED|0:0|None\n")
+    assert states.combine("1521", {}, full, "0-2").state is JobState.FAILED
