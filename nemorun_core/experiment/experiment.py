@@ -70,6 +70,7 @@ class Experiment:
         self.created_at: float | None = None
         self._tasks: dict[str, TaskSpec] = {}
         self._launched = False
+        self._dry = False  # a dry run stands for the `with` block's run: leaving the block starts nothing
 
     # -- building the experiment ---------------------------------------------------------------------------------
     def add(
@@ -159,6 +160,7 @@ class Experiment:
         """What each task would submit (its executor's ``dryrun``), without writing or starting anything."""
         from nemorun_core.experiment.tasks import make_job
 
+        self._dry = True
         exp_id = self.id or f"{self.name}_<id>"
         requests = {}
         for spec in self._tasks.values():
@@ -232,7 +234,7 @@ class Experiment:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Tasks added in a `with` block and never run are run on a clean exit: that is what the block means.
-        if exc_type is None and not self._launched and self._tasks:
+        if exc_type is None and not self._launched and not self._dry and self._tasks:
             self.run()
 
     # -- inspecting ---------------------------------------------------------------------------------------------------

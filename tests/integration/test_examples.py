@@ -31,3 +31,12 @@ def test_spec_tour(home):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "spec tour: all examples ran" in proc.stdout
     assert "did you mean 'hidden_size'" in proc.stdout
+
+
+def test_slurm_example_dryrun_needs_no_cluster(home):
+    env = {**os.environ, "NEMORUN_HOME": home, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "examples", "slurm_sweep.py"), "--dryrun"],
+                          capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("#SBATCH --partition=gpu") == 4 and "srun python3 -m nemorun_core.runner" in proc.stdout
+    assert not os.path.exists(os.path.join(home, "experiments")), "a dry run writes nothing to the store"
