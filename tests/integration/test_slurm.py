@@ -171,7 +171,11 @@ def test_sshd_restart_while_a_job_runs(home, executor):
     from nemorun_core.executors.base import Job
 
     name = executor.job_name(Job("survivor", f"{exp.id}/survivor/0", [], ""))
-    count = executor.tunnel.run(f"sacct -X -n -P --name {name} -o JobID -S now-1hour | wc -l").stdout.strip()
+    count = "0"
+    deadline = time.time() + 30
+    while count == "0" and time.time() < deadline:  # slurmdbd records a job 0.1-5 s after it ends: poll
+        count = executor.tunnel.run(f"sacct -X -n -P --name {name} -o JobID -S now-1hour | wc -l").stdout.strip()
+        time.sleep(0.5)
     assert count == "1", "the job was submitted exactly once"
 
 
