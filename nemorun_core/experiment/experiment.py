@@ -294,7 +294,10 @@ class Experiment:
         if spec.handle is None:
             raise ExperimentError(f"task {name!r} has not been submitted, so it has no log yet")
         if follow:
-            for line in spec.executor.logs(spec.handle, follow=True):
+            start = 0
+            if tail is not None:  # start `tail` lines before the current end, then keep following
+                start = max(0, sum(1 for _ in spec.executor.logs(spec.handle)) - max(tail, 0))
+            for line in spec.executor.logs(spec.handle, follow=True, offset=start):
                 print(line, flush=True)
             return ""
         lines = list(spec.executor.logs(spec.handle))

@@ -273,3 +273,13 @@ def test_index_records_the_outcome_of_a_detached_run(home):
     lines = open(os.path.join(home, "index.jsonl")).read().count(exp.id)
     run.Experiment.from_id(exp.id).status(quiet=True)
     assert open(os.path.join(home, "index.jsonl")).read().count(exp.id) == lines, "refreshing appends nothing"
+
+
+def test_logs_follow_with_tail(home, capsys):
+    exp = run.Experiment("followtail")
+    exp.add(run.Script(inline="for i in 1 2 3 4; do echo l$i; done"), name="p")
+    exp.run(quiet=True)
+    capsys.readouterr()
+    exp.logs("p", follow=True, tail=2)
+    assert capsys.readouterr().out.splitlines() == ["l3", "l4"]
+    assert exp.logs("p", tail=0) == ""
