@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "JobStatus": "nemorun_core.executors.base",
     "LocalExecutor": "nemorun_core.executors.local",
     "Torchrun": "nemorun_core.launchers.torchrun",
+    "FaultTolerance": "nemorun_core.launchers.fault_tolerance",
     # packaging
     "Packager": "nemorun_core.packaging.base",
     "Package": "nemorun_core.packaging.base",
@@ -97,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemorun_core.experiment.experiment import Experiment
     from nemorun_core.experiment.launch import run
     from nemorun_core.experiment.plugin import Plugin
+    from nemorun_core.launchers.fault_tolerance import FaultTolerance
     from nemorun_core.launchers.torchrun import Torchrun
     from nemorun_core.metrics import log_metrics
     from nemorun_core.packaging.base import Package, Packager

@@ -1,4 +1,4 @@
-"""Launchers turn the command of one task process into a distributed command (torchrun, ...)."""
+"""Launchers turn the command of one task process into a distributed command (torchrun, ft_launcher, ...)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ from typing import Any
 
 from nemorun_core.errors import ConfigError
 
-_BY_NAME = {"torchrun": "nemorun_core.launchers.torchrun:Torchrun"}
+_BY_NAME = {
+    "torchrun": "nemorun_core.launchers.torchrun:Torchrun",
+    "fault_tolerance": "nemorun_core.launchers.fault_tolerance:FaultTolerance",
+    "ft": "nemorun_core.launchers.fault_tolerance:FaultTolerance",
+}
 
 
 def resolve_launcher(launcher: Any) -> Any:
