@@ -33,6 +33,19 @@ class SlurmService:
     python: str  # a python the cluster user can run, with the project installed
 
 
+@dataclass(frozen=True)
+class DockerService:
+    """The Docker engine of scripts/services/docker.sh: its own socket, no bridge network, local images only.
+
+    Containers must run with `--network none` or `--network host` (network_mode "none"/"host"); images are
+    never pulled (`--pull never`): there is no registry.
+    """
+
+    host: str  # DOCKER_HOST value, unix://.../docker.sock
+    busybox: str  # image: static busybox, /bin/sh and the applets, nothing else
+    python: str  # image: Debian 12 minbase with python3 (3.11)
+
+
 def _require(names: list[str], script: str) -> dict[str, str]:
     missing = [n for n in names if not os.environ.get(n)]
     if missing:
@@ -85,4 +98,21 @@ def slurm() -> SlurmService:
         account=e["NEMORUN_TEST_SLURM_ACCOUNT"],
         job_dir=e["NEMORUN_TEST_SLURM_JOB_DIR"],
         python=e["NEMORUN_TEST_SLURM_PYTHON"],
+    )
+
+
+def docker() -> DockerService:
+    """The Docker test engine. Raises RuntimeError (naming the script to run) when it was not set up."""
+    e = _require(
+        [
+            "NEMORUN_TEST_DOCKER_HOST",
+            "NEMORUN_TEST_DOCKER_BUSYBOX",
+            "NEMORUN_TEST_DOCKER_PYTHON",
+        ],
+        "docker.sh",
+    )
+    return DockerService(
+        host=e["NEMORUN_TEST_DOCKER_HOST"],
+        busybox=e["NEMORUN_TEST_DOCKER_BUSYBOX"],
+        python=e["NEMORUN_TEST_DOCKER_PYTHON"],
     )

@@ -1,10 +1,13 @@
-"""Smoke tests of the test services themselves (scripts/services/sshd.sh and slurm.sh), with the plain `ssh`
-client and no project code: when one of these fails, the service is broken, not the tunnel or the executor."""
+"""Smoke tests of the test services themselves (scripts/services/sshd.sh, slurm.sh and docker.sh), with the
+plain `ssh` and `docker` clients and no project code: when one of these fails, the service is broken, not the
+tunnel or the executor."""
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import socket
 import subprocess
 import time
 
@@ -180,3 +183,135 @@ def test_job_survives_sshd_restart(ssh_service, slurm_service):
     job_id = sbatch(ssh_service, slurm_service, "--wrap", "sleep 3")
     restart_sshd(ssh_service)
     assert wait_sacct_state(ssh_service, job_id) == "COMPLETED"
+
+
+# ---- Docker -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def docker_service() -> services.DockerService:
+    return services.docker()
+
+
+def docker_cli(svc: services.DockerService) -> tuple[str, dict[str, str]]:
+    """The plain `docker` CLI and an environment that reaches the test engine only: no user config or context
+    (DOCKER_CONFIG names a folder that does not exist; the CLI only reads it), no other DOCKER_* setting."""
+    exe = shutil.which("docker")
+    assert exe, "no docker client on PATH (scripts/services/docker.sh installs docker.io)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_HOST"] = svc.host
+    env["DOCKER_CONFIG"] = "/nonexistent/nemorun-docker-client"
+    return exe, env
+
+
+def run_docker(svc: services.DockerService, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    exe, env = docker_cli(svc)
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+    )
+
+
+def run_container(
+    svc: services.DockerService, image: str, *command: str, network: str | None = "none"
+) -> subprocess.CompletedProcess:
+    """`docker run --rm --pull never [--network NETWORK] IMAGE COMMAND...`; network None: no --network."""
+    net = ["--network", network] if network else []
+    return run_docker(svc, "run", "--rm", "--pull", "never", *net, image, *command)
+
+
+def ipv4_addresses(ip_addr_output: str) -> list[str]:
+    """The `inet` addresses in `ip -4 addr` output."""
+    return [line.split()[1] for line in ip_addr_output.splitlines() if line.strip().startswith("inet ")]
+
+
+@pytest.mark.docker
+def test_busybox_runs_with_network_none(docker_service):
+    res = run_container(docker_service, docker_service.busybox, "true")
+    assert res.returncode == 0, res.stderr
+    res = run_container(docker_service, docker_service.busybox, "ip", "-4", "addr")
+    assert res.returncode == 0, res.stderr
+    assert ipv4_addresses(res.stdout) == ["127.0.0.1/8"]
+
+
+@pytest.mark.docker
+def test_container_exit_status_and_streams(docker_service):
+    res = run_container(docker_service, docker_service.busybox, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert res.returncode == 3
+    assert res.stdout.strip() == "out"
+    assert "err" in res.stderr
+
+
+@pytest.mark.docker
+def test_python_image_runs_python3(docker_service):
+    res = run_container(docker_service, docker_service.python, "python3", "-c", "print(1)")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "1\n"
+    res = run_container(docker_service, docker_service.python, "python3", "-V")
+    assert res.stdout.startswith("Python 3.11."), res.stdout
+
+
+@pytest.mark.docker
+def test_network_host_reaches_host_loopback(docker_service):
+    # A listener on the host's 127.0.0.1: only a container in the host's network namespace can connect to it.
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(60)
+        port = srv.getsockname()[1]
+        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), 10).sendall(b'hello')"
+        exe, env = docker_cli(docker_service)
+        proc = subprocess.Popen(
+            [exe, "run", "--rm", "--pull", "never", "--network", "host", docker_service.python,
+             "python3", "-c", code],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(30)
+                data = conn.recv(16)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert data == b"hello"
+
+
+@pytest.mark.docker
+def test_missing_image_fails_without_pulling(docker_service):
+    image = "nemorun-test/does-not-exist:never"
+    res = run_container(docker_service, image, "true")
+    assert res.returncode == 125
+    assert "No such image" in res.stderr
+    assert "Unable to find image" not in res.stderr and "Pulling" not in res.stdout + res.stderr
+    assert run_docker(docker_service, "image", "inspect", image).returncode != 0
+
+
+@pytest.mark.docker
+def test_no_bridge_network(docker_service):
+    """The engine runs with --bridge=none: only the `host` and `none` networks exist.
+
+    Seen with docker.io 20.10.24: `docker network ls` lists host (driver host) and none (driver null), no
+    bridge, and there is no docker0 interface. A container started without --network (NetworkMode "default")
+    or with `--network bridge` still starts, but is attached to no network: loopback only, no 172.17.x.x
+    address, an empty IPAddress; it behaves as `--network none` (the client prints "WARNING: IPv4 forwarding
+    is disabled").
+    Tests and executors should still always ask for `none` or `host` explicitly.
+    """
+    res = run_docker(docker_service, "network", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.splitlines()) == ["host host", "none null"]
+    for network in (None, "bridge"):
+        res = run_container(docker_service, docker_service.busybox, "ip", "-4", "addr", network=network)
+        assert res.returncode == 0, res.stderr
+        assert ipv4_addresses(res.stdout) == ["127.0.0.1/8"], res.stdout
+    name = f"nemorun-services-smoke-{os.getpid()}"
+    res = run_docker(docker_service, "create", "--pull", "never", "--name", name, docker_service.busybox)
+    assert res.returncode == 0, res.stderr
+    try:
+        fmt = "{{.HostConfig.NetworkMode}}|{{.NetworkSettings.IPAddress}}"
+        res = run_docker(docker_service, "inspect", "-f", fmt, name)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() in {"default|", "bridge|"}
+    finally:
+        run_docker(docker_service, "rm", "-f", name)
