@@ -54,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     "LocalTunnel": "nemorun_core.tunnel.local",
     "SlurmExecutor": "nemorun_core.executors.slurm",
     "SlurmResources": "nemorun_core.executors.slurm",
+    "DockerExecutor": "nemorun_core.executors.docker",
+    "DockerImagePackager": "nemorun_core.executors.docker",
     # experiments
     "run": "nemorun_core.experiment.launch",
     "Experiment": "nemorun_core.experiment.experiment",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemorun_core.config.validation import validate, validation_rule
     from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
     from nemorun_core.executors.local import LocalExecutor
+    from nemorun_core.executors.docker import DockerExecutor, DockerImagePackager
     from nemorun_core.executors.slurm import SlurmExecutor, SlurmResources
     from nemorun_core.experiment.experiment import Experiment
     from nemorun_core.experiment.launch import run

@@ -52,7 +52,16 @@ def _slurm_text(launcher) -> str:
     return ex.dryrun(_job()).text
 
 
-RENDERERS = {"local": (_local_text, "launch.sh"), "slurm": (_slurm_text, "sbatch")}
+def _docker_text(launcher) -> str:
+    import nemorun_core
+
+    ex = run.DockerExecutor(container_image="nvcr.io/nvidia/pytorch:24.05-py3", num_gpus=2, ntasks_per_node=2,
+                            launcher=launcher, network="none")
+    # where nemorun is mounted from depends on the machine
+    return ex.dryrun(_job()).text.replace(os.path.dirname(nemorun_core.__file__), "<nemorun_core>")
+
+
+RENDERERS = {"local": (_local_text, "launch.sh"), "slurm": (_slurm_text, "sbatch"), "docker": (_docker_text, "json")}
 
 
 def _check_golden(name: str, text: str) -> None:
@@ -70,6 +79,11 @@ def test_golden(launcher, executor):
     render, suffix = RENDERERS[executor]
     text = render(LAUNCHERS[launcher]())
     _check_golden(f"{launcher}_{executor}.{suffix}", text)
+    if executor == "docker":
+        containers = json.loads(text)["containers"]
+        assert len(containers) == 1, "one container per node runs the launcher, which starts the workers"
+        assert "--nproc-per-node=2" in containers[0]["command"]
+        return
     shell = "sh" if executor == "local" else "bash"
     assert subprocess.run([shell, "-n"], input=text, text=True).returncode == 0, "not valid shell"
 

@@ -1,0 +1,546 @@
+"""``DockerExecutor``: run a job as one or more containers on a Docker engine.
+
+``dryrun`` returns the exact ``containers.create`` arguments (JSON, sorted keys; secret-looking environment values
+shown as ``<secret>``; the real values are passed only when the containers are created). A job is
+``nodes * ntasks_per_node`` containers (one per node with a launcher such as torchrun), each labelled with the job's
+key, name and rank: the labels are how ``find`` re-attaches from any process and how ``status_many`` reads every job
+with one container list. The engine must see this machine's files: the job directory is bind-mounted at the same
+path, nemorun itself read-only under ``/opt/nemorun/lib``, the task's code either by its host paths (read-only) or,
+with a packager, as an extracted archive at ``/workspace/code`` (or baked into an image by ``DockerImagePackager``).
+
+Images are never pulled: a missing image is an error before anything is created. Containers use network ``host``
+or ``none`` only (see ``spec.NETWORK_RULE``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import threading
+import time
+from typing import Any, ClassVar, Iterator, Optional, Sequence
+
+from nemorun_core.errors import ExecutorError, SubmissionError
+from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, SubmitRequest
+from nemorun_core.executors.docker import spec as S
+from nemorun_core.executors.docker import states
+from nemorun_core.executors.files import read_json, read_lines, write_atomic
+
+HANDLE_FILE = "handle.json"
+CANCEL_FILE = "cancel"
+LOG_FILE = "log.out"
+OUTCOME_FILE = "docker_outcome.json"  # the containers' final states, kept when cleanup removes them
+FIRST_FAILURE_FILE = "docker_first_failure.json"  # the rank that failed first, when the others had to be stopped
+
+
+@dataclasses.dataclass(kw_only=True)
+class DockerExecutor(Executor):
+    """Run tasks in Docker containers.
+
+    Args:
+        container_image: the image (``"nvidia/pytorch:24.05-py3"``); it must already be on the engine (``docker
+            pull`` / ``docker load``): nemorun never pulls.
+        num_gpus: GPUs per container: None/0 (none), an int, or ``"all"``; becomes a ``DeviceRequest``.
+        volumes: ``["/host/path:/container/path[:ro]"]`` bind mounts (absolute host paths).
+        ports: ``[8080]``, ``["8080:8080"]``, ``[(8080, 8080)]`` or ``{8080: 8080}``. With ``network="host"`` the
+            container uses this machine's ports directly, so a port can only be published as itself.
+        env_vars: the containers' environment (values are strings).
+        runtime, shm_size, ulimits, ipc_mode, user: as ``docker run`` (``ulimits={"nofile": (65536, 65536)}``).
+        network: ``"host"`` (default) or ``"none"``; other networks are refused.
+        packager: None (the task's code is mounted read-only from its host paths), a packager (its archive is
+            extracted into ``$NEMORUN_HOME/docker-code/<digest>`` and mounted at ``/workspace/code``) or a
+            ``DockerImagePackager`` (the code is built into an image, which the containers run).
+        extra_args: more ``containers.create`` arguments (``{"mem_limit": "4g", "cpu_quota": 50000}``), checked
+            against an allowed set.
+        nodes, ntasks_per_node: containers per job (each with ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``); with a
+            launcher, one container per node runs the launcher with ``ntasks_per_node`` processes.
+        launcher: ``None``, ``"torchrun"`` or ``run.Torchrun(...)``.
+        python: the interpreter in the image that runs Python tasks.
+        cleanup: when finished containers are removed: ``"on_success"`` (failed ones are kept for inspection),
+            ``"always"`` or ``"never"``. Logs are copied into the job directory first.
+        cancel_grace_s: seconds between SIGTERM and SIGKILL when the job is cancelled.
+        docker_host: the engine's address (``unix:///run/docker.sock``, ``tcp://...``); default ``$DOCKER_HOST``,
+            else the SDK's default socket. The engine must run on this machine (the job directory is bind-mounted).
+    """
+
+    container_image: str
+    num_gpus: Optional[Any] = None
+    volumes: list[str] = dataclasses.field(default_factory=list)
+    ports: Any = None
+    env_vars: dict[str, str] = dataclasses.field(default_factory=dict)
+    runtime: Optional[str] = None
+    shm_size: Optional[Any] = None
+    ulimits: Any = None
+    ipc_mode: Optional[str] = None
+    network: str = "host"
+    user: Optional[str] = None
+    packager: Any = None
+    extra_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    nodes: int = 1
+    ntasks_per_node: int = 1
+    launcher: Any = None
+    python: str = "python3"
+    cleanup: str = "on_success"
+    cancel_grace_s: float = 10.0
+    docker_host: Optional[str] = None
+
+    backend: ClassVar[str] = "docker"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"logs", "cancel", "detach", "status_many", "find"})
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Reject bad settings before anything is created; each error names the field and the fix."""
+        S.check_fields(self)
+
+    # -- rendering (pure) -------------------------------------------------------------------------------------------
+    def host(self) -> str:
+        """The engine's address ("" for the SDK's default socket). Read at call time, never cached."""
+        return self.docker_host or os.environ.get("DOCKER_HOST") or ""
+
+    def batch_key(self) -> tuple[str, str]:
+        return (self.backend, self.host())
+
+    def _image_packager(self) -> Any:
+        from nemorun_core.executors.docker.image import DockerImagePackager
+
+        return self.packager if isinstance(self.packager, DockerImagePackager) else None
+
+    def render(self, job: Job, *, image: str, code_dir: Optional[str], mask_secrets: bool) -> list[dict[str, Any]]:
+        """The containers' specs for ``job``, given what submission decided (image, code directory)."""
+        image_packager = self._image_packager()
+        if image_packager is not None:
+            sys_path, code_target = None, image_packager.workdir
+        elif self.packager is not None:
+            sys_path, code_target = None, S.CODE_DIR
+        else:
+            sys_path, code_target = _payload_sys_path(job), None
+        return S.render_specs(self, job, image=image, nemorun_src=_nemorun_src(), sys_path=sys_path,
+                              code_dir=code_dir, code_target=code_target, mask_secrets=mask_secrets)
+
+    def dryrun(self, job: Job) -> SubmitRequest:
+        self.check()
+        image_packager = self._image_packager()
+        image = "nemorun-code:<built at submission>" if image_packager else self.container_image
+        code_dir = "$NEMORUN_HOME/docker-code/<package digest>" if self.packager and not image_packager else None
+        specs = self.render(job, image=image, code_dir=code_dir, mask_secrets=True)
+        return SubmitRequest(self.backend, S.dump(specs), files=dict(job.files),
+                             meta={"image": image, "containers": [s["name"] for s in specs],
+                                   "env": sorted(specs[0]["environment"]), "docker_host": self.host()})
+
+    # -- the contract -----------------------------------------------------------------------------------------------
+    def submit(self, job: Job) -> JobHandle:
+        """Create and start the job's containers; blocks until the engine started them (not until they end).
+
+        Idempotent by ``job.key``: containers labelled with the key (or the job directory's handle) are returned
+        instead of creating more; two racing submissions collide on the containers' names and the second re-attaches.
+
+        Raises:
+            SubmissionError: the engine is unreachable, the image is missing (nothing is created), the code could
+                not be packaged, or a container could not be created or started (those created are removed).
+        """
+        self.check()
+        if not os.path.isabs(job.job_dir):
+            raise SubmissionError(f"job directory {job.job_dir!r} must be an absolute path (it is bind-mounted)")
+        existing = self.find(job.key, job.job_dir)
+        if existing is not None:
+            return existing
+        client = _client(self.host())
+        image, code_dir, files = self._prepare(client, job)
+        job = dataclasses.replace(job, files=files)
+        specs = self.render(job, image=image, code_dir=code_dir, mask_secrets=False)
+        os.makedirs(job.job_dir, exist_ok=True)
+        for name, content in files.items():
+            write_atomic(os.path.join(job.job_dir, name), content)
+        # Left by an earlier attempt in the same directory: they would decide this attempt's status.
+        for stale in (CANCEL_FILE, OUTCOME_FILE, FIRST_FAILURE_FILE):
+            _remove(os.path.join(job.job_dir, stale))
+        from docker.errors import APIError, DockerException
+
+        created: list[Any] = []
+        try:
+            for one in specs:
+                created.append(client.containers.create(**to_sdk_kwargs(one)))
+            for container in created:
+                container.start()
+        except APIError as exc:
+            for container in created:
+                try:
+                    container.remove(force=True)
+                except DockerException:
+                    pass
+            if exc.status_code == 409:  # a container of this job already exists: another submission won the race
+                again = self.find(job.key, job.job_dir)
+                if again is not None:
+                    return again
+            raise SubmissionError(f"could not start the containers of job {job.name!r}: {_explain(exc)}") from exc
+        ids = [c.id for c in created]
+        handle = JobHandle.create(self.backend, ids[0], job.key, job.job_dir, containers=",".join(ids),
+                                  docker_host=self.host())
+        write_atomic(os.path.join(job.job_dir, HANDLE_FILE), handle.to_json())
+        return handle
+
+    def _prepare(self, client: Any, job: Job) -> tuple[str, Optional[str], dict[str, str]]:
+        """Check the image, package the code; return (image, host code dir or None, job files to write)."""
+        from nemorun_core.experiment.store import default_home
+
+        files = dict(job.files)
+        image_packager = self._image_packager()
+        code_dir = None
+        if image_packager is not None:
+            image = image_packager.build(client, os.getcwd(), os.path.join(default_home(), "packages"))
+            sys_path = [image_packager.workdir]
+        else:
+            image = self.container_image
+            require_image(client, image)
+            if self.packager is not None:
+                code_dir = extract_code(self.packager, default_home())
+                sys_path = [S.CODE_DIR]
+            else:
+                # Only directories that exist can be bind-mounted; the others could not be imported from anyway.
+                sys_path = [p for p in _payload_sys_path(job) or [] if os.path.isdir(p)]
+        if "task.json" in files:
+            payload = json.loads(files["task.json"])
+            payload["sys_path"] = sys_path
+            files["task.json"] = json.dumps(payload)
+        return image, code_dir, files
+
+    def find(self, key: str, job_dir: str) -> JobHandle | None:
+        """The job submitted under ``key``: its containers (by label), else the job directory's handle (the
+        containers may have been removed by the cleanup policy). One engine call."""
+        host = self.host()
+        summaries = _list(host, f"{S.LABEL_KEY}={key}")
+        if summaries:
+            summaries.sort(key=_rank)
+            ids = [s["Id"] for s in summaries]
+            job_dir = (summaries[0].get("Labels") or {}).get(S.LABEL_JOB_DIR) or job_dir
+            return JobHandle.create(self.backend, ids[0], key, job_dir, containers=",".join(ids), docker_host=host)
+        data = read_json(os.path.join(job_dir, HANDLE_FILE)) if job_dir else None
+        if data and data.get("key") == key and data.get("backend") == self.backend:
+            return JobHandle.from_dict(data)
+        return None
+
+    def status_many(self, handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
+        """One container list per engine for all ``handles`` (plus an inspect of each failed container, for its
+        OOM flag). A job whose containers are gone is read from its files. Terminal jobs get their logs copied into
+        the job directory and their containers removed as ``cleanup`` says."""
+        out: dict[JobHandle, JobStatus] = {}
+        by_host: dict[str, list[JobHandle]] = {}
+        for h in handles:
+            by_host.setdefault(h.extra("docker_host") or self.host(), []).append(h)
+        for host, group in by_host.items():
+            try:
+                summaries = _list(host, S.LABEL_KEY)
+            except ExecutorError as exc:
+                for h in group:
+                    out[h] = JobStatus(JobState.UNKNOWN, "", str(exc))
+                continue
+            by_key: dict[str, list[dict[str, Any]]] = {}
+            for s in summaries:
+                by_key.setdefault((s.get("Labels") or {}).get(S.LABEL_KEY, ""), []).append(s)
+            for h in group:
+                out[h] = self._job_status(host, h, sorted(by_key.get(h.key, []), key=_rank))
+        return out
+
+    def _job_status(self, host: str, handle: JobHandle, summaries: list[dict[str, Any]]) -> JobStatus:
+        if not summaries or any(states.native_of(s) == "removing" for s in summaries):
+            return _status_from_files(handle, host)
+        cancelled = os.path.exists(os.path.join(handle.job_dir, CANCEL_FILE))
+        runner = read_json(os.path.join(handle.job_dir, "status.json")) or {}
+        parts, details = [], []
+        for s in summaries:
+            native, code = states.native_of(s), states.exit_code_of(s)
+            oom, error = False, ""
+            if native == "dead" or (native == "exited" and code != 0):
+                info = _inspect(host, s["Id"])
+                state = info.get("State") or {}
+                oom, error = bool(state.get("OOMKilled")), str(state.get("Error") or "")
+                code = state.get("ExitCode", code)
+            rank0 = _rank(s) == 0
+            parts.append(states.container_status(native, code, oom_killed=oom, error=error, cancelled=cancelled,
+                                                 runner_error=runner.get("error") if rank0 else None))
+            details.append({"id": s["Id"], "rank": _rank(s), "native": native, "exit_code": code, "oom_killed": oom})
+        status = states.combine(parts)
+        live = [d["id"] for d, p in zip(details, parts) if not p.is_terminal]
+        first_failure = os.path.join(handle.job_dir, FIRST_FAILURE_FILE)
+        if status.state is JobState.FAILED and live:
+            # One rank failed: the others cannot complete (a distributed job waits for its peers), so they are
+            # stopped, and the job stays RUNNING until every container has ended (then logs are kept, cleanup runs).
+            # The first failure is kept: it, not the peers' SIGKILL, is the job's outcome.
+            if not os.path.exists(first_failure):
+                write_atomic(first_failure, json.dumps(status.to_dict()))
+            _stop_in_background(_client(host), live, int(round(self.cancel_grace_s)))
+            return JobStatus(JobState.RUNNING, "stopping", f"{status.message}; stopping the other containers")
+        if status.state is JobState.FAILED:
+            first = read_json(first_failure)
+            if first:
+                status = JobStatus.from_dict(first)
+        if status.is_terminal:
+            self._finish(host, handle, status, details)
+        return status
+
+    def _finish(self, host: str, handle: JobHandle, status: JobStatus, details: list[dict[str, Any]]) -> None:
+        """Keep the outcome and logs in the job directory, then remove the containers as ``cleanup`` says."""
+        client = _client(host)
+        from docker.errors import DockerException
+
+        outcome_path = os.path.join(handle.job_dir, OUTCOME_FILE)
+        if not os.path.exists(outcome_path):
+            for d in details:
+                name = LOG_FILE if d["rank"] == 0 else f"log.rank{d['rank']}.out"
+                try:
+                    data = client.api.logs(d["id"], stdout=True, stderr=True)
+                except DockerException:
+                    continue
+                write_atomic(os.path.join(handle.job_dir, name), data)
+            write_atomic(outcome_path, json.dumps({"status": status.to_dict(), "containers": details}))
+        if self.cleanup == "always" or (self.cleanup == "on_success" and status.state is JobState.SUCCEEDED):
+            for d in details:
+                try:
+                    client.api.remove_container(d["id"])
+                except DockerException:
+                    pass  # removed meanwhile by another poller: the outcome file is already there
+
+    def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
+        """Rank 0's output (stdout and stderr) from line ``offset``: from the engine while the container exists,
+        then from ``log.out`` in the job directory. With ``follow``, streams until the container exits."""
+        path = os.path.join(handle.job_dir, LOG_FILE)
+        from docker.errors import DockerException
+
+        host = handle.extra("docker_host") or self.host()
+        try:
+            client = _client(host)
+            if os.path.exists(os.path.join(handle.job_dir, OUTCOME_FILE)):
+                raise FileExistsError  # finished and saved: the file is the complete log
+            if not follow:
+                text = client.api.logs(handle.job_id, stdout=True, stderr=True).decode("utf-8", "replace")
+                lines = text.split("\n")
+                if lines and lines[-1] == "":
+                    lines.pop()
+                yield from lines[offset:]
+                return
+            stream = client.api.logs(handle.job_id, stdout=True, stderr=True, stream=True, follow=True)
+            line_no, pending = 0, b""
+            for chunk in stream:
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    if line_no >= offset:
+                        yield raw.decode("utf-8", "replace")
+                    line_no += 1
+            if pending and line_no >= offset:
+                yield pending.decode("utf-8", "replace")
+            return
+        except (DockerException, FileExistsError, ExecutorError):
+            pass
+        yield from read_lines(path)[offset:]
+
+    def cancel(self, handle: JobHandle) -> None:
+        """Stop every container of the job. Idempotent; a finished or unknown job is left alone.
+
+        Non-blocking: SIGTERM is sent at once (one engine call per container); the escalation to SIGKILL after
+        ``cancel_grace_s`` is the engine's own ``stop``, requested from a daemon thread, so this call returns
+        immediately. (A task that is PID 1 in its container and installs no SIGTERM handler ignores the TERM and is
+        killed at the end of the grace period; ``extra_args={"init": True}`` puts an init process in front.)
+        """
+        from docker.errors import DockerException
+
+        host = handle.extra("docker_host") or self.host()
+        try:
+            summaries = _list(host, f"{S.LABEL_KEY}={handle.key}")
+        except ExecutorError:
+            return
+        live = [s["Id"] for s in summaries if states.native_of(s) in ("created", "running", "restarting", "paused")]
+        if not live:
+            return
+        try:
+            write_atomic(os.path.join(handle.job_dir, CANCEL_FILE), json.dumps({"requested_at": time.time()}))
+        except OSError:
+            pass
+        client = _client(host)
+        for cid in live:
+            try:
+                client.api.kill(cid, signal="SIGTERM")
+            except DockerException:
+                pass  # not running (created, or just exited): stop below handles it
+        _stop_in_background(client, live, int(max(0, round(self.cancel_grace_s))))
+
+    def result_path(self, handle: JobHandle) -> str | None:
+        return os.path.join(handle.job_dir, "result.json")
+
+    def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
+        try:
+            with open(os.path.join(handle.job_dir, name), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def log_location(self, handle: JobHandle) -> str:
+        path = os.path.join(handle.job_dir, LOG_FILE)
+        if os.path.exists(path):
+            return path
+        return f"docker logs {handle.job_id[:12]} (copied to {path} when the job ends)"
+
+    def log_tail(self, handle: JobHandle, lines: int = 20) -> list[str]:
+        from collections import deque
+
+        return list(deque(self.logs(handle), maxlen=lines))
+
+
+# -- engine access ---------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _client_for(host: str, pid: int) -> Any:
+    import docker
+
+    return docker.DockerClient(base_url=host or None)
+
+
+def _client(host: str) -> Any:
+    """A client of the engine at ``host``; one per process and engine (the pid in the key: a forked child must not
+    share its parent's connections)."""
+    from docker.errors import DockerException
+
+    try:
+        return _client_for(host, os.getpid())
+    except DockerException as exc:
+        raise ExecutorError(f"cannot reach the Docker engine at {host or 'the default socket'}: {exc}; start it, "
+                            "or set DockerExecutor(docker_host=...) / $DOCKER_HOST") from None
+
+
+def _list(host: str, label: str) -> list[dict[str, Any]]:
+    from docker.errors import DockerException
+
+    try:
+        return list(_client(host).api.containers(all=True, filters={"label": label}))
+    except DockerException as exc:
+        raise ExecutorError(f"cannot list containers on the Docker engine at {host or 'the default socket'}: "
+                            f"{exc}") from None
+
+
+def _inspect(host: str, cid: str) -> dict[str, Any]:
+    from docker.errors import DockerException
+
+    try:
+        return _client(host).api.inspect_container(cid)
+    except DockerException:
+        return {}
+
+
+def require_image(client: Any, image: str) -> Any:
+    """The image object; SubmissionError (naming the fix) if the engine does not have it. Never pulls."""
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        return client.images.get(image)
+    except ImageNotFound:
+        raise SubmissionError(f"image {image} is not on this Docker engine; build or load it (docker pull {image} / "
+                              "docker load); nemorun never pulls implicitly") from None
+    except DockerException as exc:
+        raise SubmissionError(f"cannot reach the Docker engine to check image {image}: {exc}") from None
+
+
+def extract_code(packager: Any, home: str) -> str:
+    """Package the code and extract it (once per content digest) into ``<home>/docker-code/<digest>``."""
+    import shutil
+
+    from nemorun_core.packaging.extract import safe_extract
+
+    output = os.path.join(home, "packages")
+    os.makedirs(output, exist_ok=True)
+    package = packager.package(os.getcwd(), output)
+    target = os.path.join(home, "docker-code", package.digest)
+    if not os.path.isdir(target):
+        tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent extractions of one digest do not collide
+        safe_extract(package.path, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another process put the same content there first
+    return target
+
+
+def to_sdk_kwargs(one: dict[str, Any]) -> dict[str, Any]:
+    """A rendered spec -> ``containers.create`` keyword arguments (mounts, GPU requests, ulimits as SDK types)."""
+    from docker.types import DeviceRequest, Mount, Ulimit
+
+    kwargs = dict(one)
+    kwargs["mounts"] = [Mount(target=m["target"], source=m["source"], type="bind", read_only=m["read_only"])
+                        for m in one.get("mounts", [])]
+    if "device_requests" in one:
+        kwargs["device_requests"] = [DeviceRequest(count=d["count"], capabilities=d["capabilities"])
+                                     for d in one["device_requests"]]
+    if "ulimits" in one:
+        kwargs["ulimits"] = [Ulimit(name=u["name"], soft=u["soft"], hard=u["hard"]) for u in one["ulimits"]]
+    return kwargs
+
+
+def _stop_in_background(client: Any, ids: list[str], grace: int) -> None:
+    """Ask the engine to stop containers (SIGTERM, SIGKILL after ``grace`` s) without waiting for it: the engine
+    carries the stop out on its own once the request has arrived."""
+    from docker.errors import DockerException
+
+    def stop_all() -> None:
+        for cid in ids:
+            try:
+                client.api.stop(cid, timeout=grace)
+            except DockerException:
+                pass
+
+    threading.Thread(target=stop_all, name="nemorun-docker-stop", daemon=True).start()
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------------
+def _rank(summary: dict[str, Any]) -> int:
+    try:
+        return int((summary.get("Labels") or {}).get(S.LABEL_RANK, 0))
+    except ValueError:
+        return 0
+
+
+def _status_from_files(handle: JobHandle, host: str) -> JobStatus:
+    saved = read_json(os.path.join(handle.job_dir, OUTCOME_FILE))
+    if saved and saved.get("status"):
+        return JobStatus.from_dict(saved["status"])
+    runner = read_json(os.path.join(handle.job_dir, "status.json"))
+    cancelled = os.path.exists(os.path.join(handle.job_dir, CANCEL_FILE))
+    if runner and runner.get("exit_code") == 0:
+        return JobStatus(JobState.SUCCEEDED, "removed", "the container is gone; status.json says it succeeded", 0)
+    if runner:
+        code = runner.get("exit_code")
+        if cancelled:
+            return JobStatus(JobState.CANCELLED, "removed", "cancelled", code)
+        return JobStatus(JobState.FAILED, "removed", runner.get("error") or states.describe_exit(int(code or 1)), code)
+    return JobStatus(JobState.UNKNOWN, "", f"no container labelled {S.LABEL_KEY}={handle.key} on the Docker engine "
+                                           f"at {host or 'the default socket'}, and no outcome in {handle.job_dir}")
+
+
+def _payload_sys_path(job: Job) -> list[str] | None:
+    text = job.files.get("task.json")
+    if not text:
+        return None
+    try:
+        return [p for p in json.loads(text).get("sys_path", []) if isinstance(p, str)]
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _nemorun_src() -> str:
+    import nemorun_core
+
+    return os.path.dirname(os.path.abspath(nemorun_core.__file__))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _explain(exc: Any) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+

@@ -1,0 +1,260 @@
+"""DockerExecutor rendering and validation: pure, no engine, no Docker SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+import nemorun_core as run
+from nemorun_core.errors import ConfigError
+from nemorun_core.executors.base import Job, JobState
+from nemorun_core.executors.docker import spec as S
+from nemorun_core.executors.docker import states
+
+IMAGE = "nvidia/pytorch:24.05-py3"
+SRC = os.path.dirname(os.path.abspath(run.__file__))
+
+
+def job(**overrides) -> Job:
+    payload = {"version": 1, "name": "train", "kind": "partial", "task": {},
+               "sys_path": ["/home/me/project", "/usr/lib/python3/dist-packages", "/"]}
+    fields = dict(name="train", key="exp_1/train/0", command=["python", "-m", "nemorun_core.runner", "/jobs/train"],
+                  job_dir="/jobs/train", files={"task.json": json.dumps(payload)})
+    fields.update(overrides)
+    return Job(**fields)
+
+
+def containers(ex, j=None) -> list[dict]:
+    return json.loads(ex.dryrun(j or job()).text)["containers"]
+
+
+def test_spec_example_renders_the_exact_container_spec():
+    ex = run.DockerExecutor(container_image=IMAGE, num_gpus=4, volumes=["/data:/data", "/models:/models:ro"],
+                            ports=["8080:8080"], env_vars={"NCCL_DEBUG": "INFO", "CUDA_VISIBLE_DEVICES": "0,1,2,3"})
+    request = ex.dryrun(job())
+    assert request.backend == "docker"
+    (one,) = json.loads(request.text)["containers"]
+    assert request.text == json.dumps({"containers": [one]}, sort_keys=True, indent=2) + "\n"
+    assert one == {
+        "command": ["python3", "-m", "nemorun_core.runner", "/jobs/train"],
+        "device_requests": [{"capabilities": [["gpu"]], "count": 4}],
+        "environment": {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "NCCL_DEBUG": "INFO", "NEMORUN_JOB_DIR": "/jobs/train",
+                        "NEMORUN_JOB_KEY": "exp_1/train/0", "PYTHONPATH": "/opt/nemorun/lib"},
+        "image": IMAGE,
+        "labels": {"nemorun.containers": "1", "nemorun.job": "train", "nemorun.job_dir": "/jobs/train",
+                   "nemorun.key": "exp_1/train/0", "nemorun.rank": "0"},
+        "mounts": [
+            {"read_only": False, "source": "/jobs/train", "target": "/jobs/train", "type": "bind"},
+            {"read_only": True, "source": SRC, "target": "/opt/nemorun/lib/nemorun_core", "type": "bind"},
+            # the task's import path, read-only; "/" and the host's dist-packages are never mounted
+            {"read_only": True, "source": "/home/me/project", "target": "/home/me/project", "type": "bind"},
+            {"read_only": False, "source": "/data", "target": "/data", "type": "bind"},
+            {"read_only": True, "source": "/models", "target": "/models", "type": "bind"},
+        ],
+        "name": S.container_name("exp_1/train/0", 0),
+        "network_mode": "host",
+        "ports": {"8080/tcp": 8080},
+        "working_dir": "/jobs/train",
+    }
+
+
+def test_dryrun_is_pure_and_imports_no_sdk(monkeypatch):
+    monkeypatch.delitem(sys.modules, "docker", raising=False)
+    ex = run.DockerExecutor(container_image=IMAGE)
+    assert ex.dryrun(job()).text == ex.dryrun(job()).text
+    assert "docker" not in sys.modules
+
+
+@pytest.mark.parametrize("num_gpus,expected", [
+    (None, None), (0, None), (2, [{"capabilities": [["gpu"]], "count": 2}]),
+    ("all", [{"capabilities": [["gpu"]], "count": -1}]),
+])
+def test_gpu_device_requests(num_gpus, expected):
+    (one,) = containers(run.DockerExecutor(container_image=IMAGE, num_gpus=num_gpus))
+    assert one.get("device_requests") == expected
+
+
+def test_gpu_request_becomes_an_sdk_device_request():
+    pytest.importorskip("docker")
+    from docker.types import DeviceRequest
+
+    from nemorun_core.executors.docker.executor import to_sdk_kwargs
+
+    (one,) = containers(run.DockerExecutor(container_image=IMAGE, num_gpus=4, ulimits={"nofile": (1024, 2048)}))
+    kwargs = to_sdk_kwargs(one)
+    assert kwargs["device_requests"] == [DeviceRequest(count=4, capabilities=[["gpu"]])]
+    assert kwargs["mounts"][0]["Source"] == "/jobs/train" and kwargs["mounts"][1]["ReadOnly"] is True
+    assert kwargs["ulimits"][0]["Name"] == "nofile" and kwargs["ulimits"][0]["Hard"] == 2048
+
+
+def test_secrets_are_masked_in_dryrun_only():
+    ex = run.DockerExecutor(container_image=IMAGE, env_vars={"WANDB_API_KEY": "abc123", "HF_HOME": "/hf",
+                                                             "X": "ghp_" + "a" * 30})
+    j = job(env={"DB_PASSWORD": "hunter2"})
+    text = ex.dryrun(j).text
+    assert "abc123" not in text and "hunter2" not in text and "ghp_" not in text
+    env = json.loads(text)["containers"][0]["environment"]
+    assert env["WANDB_API_KEY"] == env["DB_PASSWORD"] == env["X"] == "<secret>"
+    assert env["HF_HOME"] == "/hf"
+    real = ex.render(j, image=IMAGE, code_dir=None, mask_secrets=False)[0]["environment"]
+    assert real["WANDB_API_KEY"] == "abc123" and real["DB_PASSWORD"] == "hunter2"
+
+
+def test_user_pythonpath_comes_before_nemorun():
+    (one,) = containers(run.DockerExecutor(container_image=IMAGE, env_vars={"PYTHONPATH": "/code"}))
+    assert one["environment"]["PYTHONPATH"] == "/code:/opt/nemorun/lib"
+
+
+def test_several_containers_get_ranks():
+    specs = containers(run.DockerExecutor(container_image=IMAGE, nodes=2, ntasks_per_node=2))
+    assert [s["labels"]["nemorun.rank"] for s in specs] == ["0", "1", "2", "3"]
+    assert [s["environment"]["RANK"] for s in specs] == ["0", "1", "2", "3"]
+    assert [s["environment"]["LOCAL_RANK"] for s in specs] == ["0", "1", "0", "1"]
+    assert {s["environment"]["WORLD_SIZE"] for s in specs} == {"4"}
+    assert len({s["name"] for s in specs}) == 4
+    assert {s["environment"]["MASTER_PORT"] for s in specs} == {str(S.master_port("exp_1/train/0"))}
+
+
+def test_torchrun_runs_one_container_per_node():
+    specs = containers(run.DockerExecutor(container_image=IMAGE, nodes=2, ntasks_per_node=4, launcher="torchrun"))
+    assert len(specs) == 2
+    assert specs[0]["command"][:3] == ["python3", "-m", "torch.distributed.run"]
+    assert "--nproc-per-node=4" in specs[0]["command"] and "--node-rank=1" in specs[1]["command"]
+    assert specs[1]["environment"]["NODE_RANK"] == "1" and "RANK" not in specs[1]["environment"]
+
+
+def test_packaged_code_is_mounted_at_workspace_code():
+    ex = run.DockerExecutor(container_image=IMAGE, packager=run.PatternPackager(include=["*.py"]))
+    (one,) = containers(ex)
+    targets = [m["target"] for m in one["mounts"]]
+    assert "/workspace/code" in targets and "/home/me/project" not in targets
+    assert one["working_dir"] == "/workspace/code"
+
+
+def test_image_packager_runs_the_built_image():
+    ex = run.DockerExecutor(container_image=IMAGE, packager=run.DockerImagePackager(IMAGE, workdir="/app"))
+    (one,) = containers(ex)
+    assert one["image"].startswith("nemorun-code:")
+    assert one["working_dir"] == "/app"
+    assert [m["target"] for m in one["mounts"]] == ["/jobs/train", "/opt/nemorun/lib/nemorun_core"]
+
+
+def test_extra_args_pass_through():
+    (one,) = containers(run.DockerExecutor(container_image=IMAGE, extra_args={"mem_limit": "4g", "cpu_quota": 5000},
+                                           shm_size="16g", ipc_mode="host", user="1000:1000", runtime="nvidia"))
+    assert (one["mem_limit"], one["cpu_quota"], one["shm_size"], one["ipc_mode"], one["user"], one["runtime"]) == (
+        "4g", 5000, "16g", "host", "1000:1000", "nvidia")
+
+
+@pytest.mark.parametrize("ports,expected", [
+    ([8080], {"8080/tcp": 8080}), (["8080:8080"], {"8080/tcp": 8080}), ([(8080, 8080)], {"8080/tcp": 8080}),
+    ({8080: 8080}, {"8080/tcp": 8080}), (["53/udp"], {"53/udp": 53}), (None, {}),
+])
+def test_port_forms(ports, expected):
+    assert S.parse_ports(ports, "host") == expected
+
+
+@pytest.mark.parametrize("field,kwargs,fragment", [
+    ("container_image", {"container_image": "Bad Image"}, "not a valid image reference"),
+    ("container_image", {"container_image": "UPPER/case:1"}, "not a valid image reference"),
+    ("container_image", {"container_image": ""}, "image reference"),
+    ("volumes[0]", {"volumes": ["data:/data"]}, "not absolute"),
+    ("volumes[0]", {"volumes": ["/data"]}, "must be '/host/path:/container/path'"),
+    ("volumes[1]", {"volumes": ["/a:/a", "/data:/data:rx"]}, "mode 'rx'"),
+    ("volumes[0]", {"volumes": ["/data:data"]}, "must be absolute"),
+    ("ports", {"ports": [70000]}, "out of range"),
+    ("ports", {"ports": ["http"]}, "not a port mapping"),
+    ("ports", {"ports": [8080.5]}, "out of range"),
+    ("ports", {"ports": ["9090:8080"]}, "cannot be published as 9090"),
+    ("ports", {"ports": [8080], "network": "none"}, "no port can be"),
+    ("env_vars", {"env_vars": {"N": 4}}, "must be a string"),
+    ("env_vars", {"env_vars": {"1BAD": "x"}}, "not a valid environment variable name"),
+    ("extra_args", {"extra_args": {"mem_limt": "1g"}}, "did you mean 'mem_limit'"),
+    ("extra_args", {"extra_args": {"network_mode": "bridge"}}, "use network instead"),
+    ("extra_args", {"extra_args": {"environment": {}}}, "use env_vars instead"),
+    ("network", {"network": "bridge"}, "bridge"),
+    ("network", {"network": "my-net"}, "Use network='host' or 'none'"),
+    ("num_gpus", {"num_gpus": -1}, "None, an int >= 0 or 'all'"),
+    ("num_gpus", {"num_gpus": "two"}, "None, an int >= 0 or 'all'"),
+    ("ulimits", {"ulimits": {"nofiles": 10}}, "unknown limit 'nofiles'"),
+    ("ulimits", {"ulimits": {"nofile": (10, 5)}}, "above its hard limit"),
+    ("shm_size", {"shm_size": "lots"}, "size such as"),
+    ("ipc_mode", {"ipc_mode": "shared"}, "must be one of"),
+    ("cleanup", {"cleanup": "sometimes"}, "on_success"),
+    ("ntasks_per_node", {"ntasks_per_node": 0}, "int >= 1"),
+    ("user", {"user": "me you"}, "uid:gid"),
+])
+def test_validation_errors_name_the_field(field, kwargs, fragment):
+    kwargs = {"container_image": IMAGE, **kwargs}
+    with pytest.raises(ConfigError) as info:
+        run.DockerExecutor(**kwargs)
+    assert info.value.path == f"DockerExecutor.{field}"
+    assert fragment in str(info.value)
+
+
+def test_job_env_is_checked_too():
+    ex = run.DockerExecutor(container_image=IMAGE)
+    with pytest.raises(ConfigError, match="value of N must be a string"):
+        ex.dryrun(job(env={"N": 3}))
+
+
+def test_volume_over_a_nemorun_mount_is_refused():
+    ex = run.DockerExecutor(container_image=IMAGE, volumes=["/somewhere:/jobs/train"])
+    with pytest.raises(ConfigError, match="which nemorun mounts itself"):
+        ex.dryrun(job())
+
+
+@pytest.mark.parametrize("image", ["busybox", "nvidia/pytorch:24.05-py3", "localhost:5000/a/b:c",
+                                   "registry.example.com/x_y/z-w:1.0", "a@sha256:" + "0" * 64, "nemorun-code:0123abcd"])
+def test_valid_image_references(image):
+    assert S.check_image(image) == image
+
+
+def test_container_names_are_valid_and_stable():
+    name = S.container_name("exp a'; echo/foo bar/0", 3)
+    assert name == S.container_name("exp a'; echo/foo bar/0", 3)
+    assert name.endswith("-3") and all(c.isalnum() or c in "_.-" for c in name)
+
+
+# -- states ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("native,code,kw,state,message", [
+    ("running", None, {}, JobState.RUNNING, ""),
+    ("created", None, {}, JobState.PENDING, ""),
+    ("exited", 0, {}, JobState.SUCCEEDED, ""),
+    ("exited", 1, {"runner_error": "RuntimeError: boom"}, JobState.FAILED, "RuntimeError: boom"),
+    ("exited", 3, {}, JobState.FAILED, "exited with status 3"),
+    ("exited", 137, {"oom_killed": True}, JobState.FAILED, "out of memory (OOM killed)"),
+    ("exited", 143, {"cancelled": True}, JobState.CANCELLED, "cancelled"),
+    ("dead", None, {}, JobState.FAILED, "dead"),
+    ("removing", None, {}, JobState.UNKNOWN, ""),
+])
+def test_container_states(native, code, kw, state, message):
+    st = states.container_status(native, code, **kw)
+    assert st.state is state and message in st.message and st.native == native
+
+
+def test_exit_code_from_list_entry():
+    assert states.exit_code_of({"State": "exited", "Status": "Exited (137) 2 seconds ago"}) == 137
+    assert states.exit_code_of({"State": {"Status": "exited", "ExitCode": 3}}) == 3
+    assert states.exit_code_of({"State": "running", "Status": "Up 2 seconds"}) is None
+
+
+def test_several_containers_are_the_worst_of_their_parts():
+    ok, running = states.container_status("exited", 0), states.container_status("running", None)
+    bad = states.container_status("exited", 2)
+    assert states.combine([ok, running]).state is JobState.RUNNING
+    failed = states.combine([ok, bad, running])
+    assert failed.state is JobState.FAILED and "rank 1" in failed.message
+    assert states.combine([ok, ok]).state is JobState.SUCCEEDED
+    assert states.combine([]).state is JobState.UNKNOWN
+
+
+def test_handle_and_executor_import_lazily():
+    import subprocess
+
+    code = "import sys, nemorun_core as run; run.DockerExecutor; print('docker' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
