@@ -18,6 +18,8 @@ import contextvars
 import dataclasses
 import enum
 import json
+import os
+import signal
 import time
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
@@ -267,3 +269,29 @@ class Executor(abc.ABC):
         import copy
 
         return copy.deepcopy(self)
+
+
+class LocalJobFiles:
+    """For executors whose job directories are on this machine (local processes, local containers)."""
+
+    def result_path(self, handle: JobHandle) -> str | None:
+        return os.path.join(handle.job_dir, "result.json")
+
+    def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
+        try:
+            with open(os.path.join(handle.job_dir, name), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+
+def describe_exit(code: int, not_found_hint: str = "see the log") -> str:
+    """``exited with status 137 (killed by SIGKILL)``; 127 gets the caller's hint (a missing command or directory)."""
+    if code > 128:
+        try:
+            return f"exited with status {code} (killed by {signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    if code == 127:
+        return f"exited with status 127 ({not_found_hint})"
+    return f"exited with status {code}"

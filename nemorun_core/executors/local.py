@@ -28,7 +28,16 @@ import time
 from typing import Any, ClassVar, Iterator, Optional, Sequence
 
 from nemorun_core.errors import ConfigError, SubmissionError
-from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, SubmitRequest
+from nemorun_core.executors.base import (
+    Executor,
+    Job,
+    JobHandle,
+    JobState,
+    JobStatus,
+    LocalJobFiles,
+    SubmitRequest,
+    describe_exit,
+)
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
 from nemorun_core.secrets import is_secret_name
 
@@ -42,7 +51,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclasses.dataclass(kw_only=True)
-class LocalExecutor(Executor):
+class LocalExecutor(LocalJobFiles, Executor):
     """Run tasks as processes on this machine.
 
     Args:
@@ -248,7 +257,7 @@ class LocalExecutor(Executor):
             return JobStatus(JobState.SUCCEEDED, "exited", "", 0)
         if cancelled:
             return JobStatus(JobState.CANCELLED, "exited", "cancelled", code)
-        message = runner.get("error") or _describe_exit(code)
+        message = runner.get("error") or describe_exit(code, "command not found or working directory missing; see the log")
         if len(codes) > 1:
             message += f" (exit statuses by rank: {codes})"
         return JobStatus(JobState.FAILED, "exited", message, code)
@@ -316,16 +325,6 @@ class LocalExecutor(Executor):
             for fd in fds:
                 os.close(fd)
 
-    def result_path(self, handle: JobHandle) -> str | None:
-        return os.path.join(handle.job_dir, "result.json")
-
-    def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
-        try:
-            with open(os.path.join(handle.job_dir, name), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, IsADirectoryError):
-            return None
-
     def log_location(self, handle: JobHandle) -> str:
         return os.path.join(handle.job_dir, LOG_FILE)
 
@@ -348,17 +347,6 @@ def _read_from(path: str, position: int) -> bytes:
             return f.read()
     except FileNotFoundError:
         return b""
-
-
-def _describe_exit(code: int) -> str:
-    if code > 128:
-        try:
-            return f"killed by {signal.Signals(code - 128).name}"
-        except ValueError:
-            pass
-    if code == 127:
-        return "command not found or working directory missing (exit status 127); see the log"
-    return f"exited with status {code}"
 
 
 def _start_time(pid: int) -> str | None:

@@ -23,7 +23,7 @@ import time
 from typing import Any, ClassVar, Iterator, Optional, Sequence
 
 from nemorun_core.errors import ExecutorError, SubmissionError
-from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, SubmitRequest
+from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, LocalJobFiles, SubmitRequest
 from nemorun_core.executors.docker import spec as S
 from nemorun_core.executors.docker import states
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
@@ -36,7 +36,7 @@ FIRST_FAILURE_FILE = "docker_first_failure.json"  # the rank that failed first, 
 
 
 @dataclasses.dataclass(kw_only=True)
-class DockerExecutor(Executor):
+class DockerExecutor(LocalJobFiles, Executor):
     """Run tasks in Docker containers.
 
     Args:
@@ -367,16 +367,6 @@ class DockerExecutor(Executor):
             except DockerException:
                 pass  # not running (created, or just exited): stop below handles it
         _stop_in_background(client, live, int(max(0, round(self.cancel_grace_s))))
-
-    def result_path(self, handle: JobHandle) -> str | None:
-        return os.path.join(handle.job_dir, "result.json")
-
-    def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
-        try:
-            with open(os.path.join(handle.job_dir, name), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, IsADirectoryError):
-            return None
 
     def log_location(self, handle: JobHandle) -> str:
         path = os.path.join(handle.job_dir, LOG_FILE)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import signal
 from typing import Any, Mapping, Sequence
 
 from nemorun_core.executors.base import JobState, JobStatus
+from nemorun_core.executors.base import describe_exit as _describe_exit
 
 # One mapping for every container state the engine reports (``State.Status`` / the list's ``State``).
 # "exited" is refined by the exit status (non-zero -> FAILED); "removing" says nothing about the outcome, which is
@@ -46,14 +46,7 @@ def native_of(summary: Mapping[str, Any]) -> str:
 
 
 def describe_exit(code: int) -> str:
-    if code > 128:
-        try:
-            return f"exited with status {code} (killed by {signal.Signals(code - 128).name})"
-        except ValueError:
-            pass
-    if code == 127:
-        return "exited with status 127 (command not found in the image; check DockerExecutor.python)"
-    return f"exited with status {code}"
+    return _describe_exit(code, "command not found in the image; check DockerExecutor.python")
 
 
 def container_status(native: str, exit_code: int | None, *, oom_killed: bool = False, error: str = "",
