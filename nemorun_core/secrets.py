@@ -55,3 +55,16 @@ def redact_text(text: str, secrets: list[str]) -> str:
     for value in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(value, REDACTED)
     return text
+
+
+def restore(data: Any) -> Any:
+    """Undo :func:`redact` where this process can: a redacted value comes back from the environment variable of
+    the same name, when there is one (how a job loaded from the store, or by an orchestrator, gets its secrets)."""
+    import os
+
+    if isinstance(data, dict):
+        return {k: (os.environ[k] if v == REDACTED and isinstance(k, str) and k in os.environ else restore(v))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [restore(v) for v in data]
+    return data

@@ -2,7 +2,34 @@
 
 This layer is thin: it speaks in orchestration concepts only (tasks, flows, artifacts, blocks) and reaches
 every backend through the ``nemorun_core`` job contract, so it imports no backend SDK itself. Importing this
-package must not import ``prefect`` either; the integrations live in submodules that do.
+package does not import ``prefect``: the names below are loaded from their submodules on first use.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "JobRef": "nemorun_prefect.tasks",
+    "run_nemorun_task": "nemorun_prefect.tasks",
+    "submit_nemorun_task": "nemorun_prefect.tasks",
+    "wait_nemorun_task": "nemorun_prefect.tasks",
+    "cancel_nemorun_task": "nemorun_prefect.tasks",
+}
+
+__all__: list[str] = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nemorun_prefect' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

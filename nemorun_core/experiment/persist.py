@@ -17,7 +17,7 @@ from nemorun_core.experiment.tasks import TaskSpec, UnloadedTask, task_payload
 from nemorun_core.runner import TASK_FILE
 
 ORIGINAL_FILE = "config.json"
-from nemorun_core.secrets import REDACTED, redact
+from nemorun_core.secrets import redact, restore
 
 EXPERIMENT_FILE = "experiment.json"
 ENVIRONMENT_FILE = "environment.json"
@@ -150,21 +150,6 @@ def read_environment(exp: Any) -> Any:
     return Store.read_json(os.path.join(exp.dir, ENVIRONMENT_FILE))
 
 
-def _restore_secrets(data: Any) -> Any:
-    """Redacted environment values come back from this process's environment when it has them."""
-    if isinstance(data, dict):
-        out = {}
-        for k, v in data.items():
-            if v == REDACTED and isinstance(k, str) and k in os.environ:
-                out[k] = os.environ[k]
-            else:
-                out[k] = _restore_secrets(v)
-        return out
-    if isinstance(data, list):
-        return [_restore_secrets(v) for v in data]
-    return data
-
-
 def load(cls: type, store: Store, exp_id: str) -> Any:
     """Rebuild an Experiment (tasks, executors, handles, last states) from the store."""
     from nemorun_core.config import serialize
@@ -185,7 +170,7 @@ def load(cls: type, store: Store, exp_id: str) -> Any:
         except Exception as exc:  # the task's code is not importable here: status, logs, cancel still work
             task = UnloadedTask(entry.get("kind", "partial"), f"{type(exc).__name__}: {exc}")
         try:
-            executor = serialize.decode(_restore_secrets(store.read_json(os.path.join(d, "executor.json"))))
+            executor = serialize.decode(restore(store.read_json(os.path.join(d, "executor.json"))))
         except Exception as exc:
             raise ExperimentError(
                 f"cannot load task {entry['name']!r} of experiment {exp_id!r}: {type(exc).__name__}: {exc}"

@@ -17,7 +17,7 @@ def test_prefect3_engine_runs_a_flow_beside_fiddle_and_nemorun(prefect_harness: 
     assert prefect.__version__.startswith("3."), prefect.__version__
     assert fiddle.Config is not None
     assert nemorun_core.__name__ == "nemorun_core"
-    assert nemorun_prefect.__all__ == []
+    assert "run_nemorun_task" in nemorun_prefect.__all__
 
     @task
     def add(a: int, b: int) -> int:
