@@ -60,19 +60,6 @@ def child(args: argparse.Namespace) -> dict:
     from nemorun_core.tunnel.ssh import ssh_stats
     from _tasks import trivial_fn
 
-    if args.tcp_nodelay:  # what-if: nemorun's SSH socket with TCP_NODELAY, set from here (nemorun_core unchanged)
-        import socket
-
-        from nemorun_core.tunnel import _ssh_connect
-
-        open_client = _ssh_connect.open_client
-
-        def open_client_nodelay(tunnel):  # type: ignore[no-untyped-def]
-            client = open_client(tunnel)
-            client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return client
-
-        _ssh_connect.open_client = open_client_nodelay
     e = os.environ
     marker = f"{e['NEMORUN_TEST_SLURM_JOB_DIR'].rstrip('/')}/bench-marker-{uuid.uuid4().hex[:8]}.txt"
     tunnel = run.SSHTunnel(host=e["NEMORUN_TEST_SSH_HOST"], port=int(e["NEMORUN_TEST_SSH_PORT"]),
@@ -151,7 +138,7 @@ def child(args: argparse.Namespace) -> dict:
 def run_child(args: argparse.Namespace, home: str) -> dict:
     env = {**os.environ, "NEMORUN_HOME": home}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--tasks", str(args.tasks), "--wait",
-           str(args.wait), "--sshd-log", args.sshd_log, *(["--tcp-nodelay"] if args.tcp_nodelay else [])]
+           str(args.wait), "--sshd-log", args.sshd_log]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.wait + 600,
                          stdin=subprocess.DEVNULL, cwd=str(REPO))
     if out.returncode != 0:
@@ -240,8 +227,6 @@ def main() -> int:
     parser.add_argument("--sshd-log", default=SSHD_LOG)
     parser.add_argument("--scancel-user", action="store_true",
                         help="at the end, `scancel -u USER` (every job of the cluster user, not only this run's)")
-    parser.add_argument("--tcp-nodelay", action="store_true",
-                        help="what-if: set TCP_NODELAY on nemorun's SSH socket (wraps _ssh_connect.open_client)")
     parser.add_argument("--out", type=Path, help="also write all figures as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
