@@ -15,6 +15,11 @@ _EXPORTS = {
     "submit_nemorun_task": "nemorun_prefect.tasks",
     "wait_nemorun_task": "nemorun_prefect.tasks",
     "cancel_nemorun_task": "nemorun_prefect.tasks",
+    "experiment_flow": "nemorun_prefect.flows",
+    "build_experiment_flow": "nemorun_prefect.flows",
+    "cancel_flow_jobs": "nemorun_prefect.flows",
+    "DependencyFailedError": "nemorun_prefect.flows",
+    "ExperimentFlowError": "nemorun_prefect.flows",
 }
 
 __all__: list[str] = sorted(_EXPORTS)

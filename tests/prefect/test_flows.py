@@ -1,0 +1,140 @@
+"""nemorun_prefect.flows: an Experiment as a Prefect flow, on the real Prefect engine with LocalExecutor jobs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import nemorun_core as run
+from tests.integration import _tasks
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
+
+
+def _span(marker_dir, label: str) -> tuple[float, float]:
+    with open(os.path.join(marker_dir, f"{label}.span")) as f:
+        start, end = f.read().split()
+    return float(start), float(end)
+
+
+def _task_run_states(flow_run_id) -> dict:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                     sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=50)
+    return {r.name: r.state for r in runs}
+
+
+def test_experiment_flow_mirrors_dependencies_and_passes_outputs(prefect_harness: None, tmp_path) -> None:
+    from nemorun_prefect import experiment_flow
+
+    marks = str(tmp_path)
+    exp = run.Experiment("graph")
+    first = exp.add(run.Partial(_tasks.sleep_and_record, seconds=1.0, marker_dir=marks, label="first"), name="first")
+    exp.add(run.Partial(_tasks.sleep_and_record, seconds=0.1, marker_dir=marks, label="second"), name="second",
+            dependencies=[first])
+    train = exp.add(run.Partial(_tasks.train, model=run.Config(_tasks.ModelConfig, hidden_size=64), steps=1),
+                    name="train")
+    exp.add(run.Partial(_tasks.evaluate, checkpoint=f"{train.output.checkpoint}",
+                        hidden_size=f"{train.output.hidden_size}"), name="eval")
+
+    state = experiment_flow(exp, return_state=True)
+    assert state.is_completed(), state
+    assert state.result() == {
+        "first": "first", "second": "second",
+        "train": {"checkpoint": "/ckpt/h64", "hidden_size": 64},
+        "eval": "evaluated /ckpt/h64 (64)",
+    }
+    assert _span(marks, "second")[0] >= _span(marks, "first")[1]  # the dependent started after its dependency ended
+    states = _task_run_states(state.state_details.flow_run_id)
+    assert set(states) == {"first", "second", "train", "eval"}
+    assert all(s.is_completed() for s in states.values()), states
+
+
+def test_failed_task_stops_its_dependents_not_the_others(prefect_harness: None, tmp_path) -> None:
+    from nemorun_prefect import experiment_flow
+
+    marks = str(tmp_path)
+    exp = run.Experiment("failing")
+    breaks = exp.add(run.Partial(_tasks.fail, message="boom"), name="breaks")
+    dependent = exp.add(run.Partial(_tasks.sleep_and_record, seconds=0.0, marker_dir=marks, label="dependent"),
+                        name="dependent", dependencies=[breaks])
+    exp.add(run.Partial(_tasks.add, a=1, b=1), name="transitive", dependencies=[dependent])
+    exp.add(run.Partial(_tasks.sleep_and_record, seconds=0.0, marker_dir=marks, label="independent"),
+            name="independent")
+
+    state = experiment_flow(exp, return_state=True)
+    assert state.is_failed(), state
+    assert "breaks" in state.message and "dependent" in state.message, state.message
+    assert os.path.exists(os.path.join(marks, "independent.span"))
+    assert not os.path.exists(os.path.join(marks, "dependent.span"))
+    states = _task_run_states(state.state_details.flow_run_id)
+    assert states["independent"].is_completed(), states
+    assert states["breaks"].is_failed() and "boom" in states["breaks"].message
+    assert states["dependent"].is_failed()
+    assert "'dependent' was not run: its dependency 'breaks' failed" in states["dependent"].message
+    assert "'transitive' was not run: its dependency 'dependent' failed" in states["transitive"].message
+    # Nothing was submitted for the tasks that did not run.
+    job_root = os.path.join(os.environ["NEMORUN_HOME"], "prefect", f"prefect-{state.state_details.flow_run_id}")
+    assert sorted(os.listdir(job_root)) == ["breaks", "independent"]
+
+
+def test_max_concurrent_runs_one_at_a_time(prefect_harness: None, tmp_path) -> None:
+    from nemorun_prefect import experiment_flow
+
+    marks = str(tmp_path)
+    exp = run.Experiment("limited")
+    for label in ("a", "b", "c"):
+        exp.add(run.Partial(_tasks.sleep_and_record, seconds=0.5, marker_dir=marks, label=label), name=label)
+
+    assert experiment_flow(exp, max_concurrent=1) == {"a": "a", "b": "b", "c": "c"}
+    spans = sorted(_span(marks, label) for label in ("a", "b", "c"))
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, spans  # no two jobs overlapped
+
+
+def test_cancellation_hook_cancels_the_flow_runs_jobs(prefect_harness: None) -> None:
+    from prefect import flow, get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Cancelled
+
+    from nemorun_core.executors.base import JobState
+    from nemorun_prefect import build_experiment_flow, cancel_flow_jobs, submit_nemorun_task
+
+    exp = run.Experiment("cancelled")
+    exp.add(run.Partial(_tasks.sleep_forever, child=False), executor=run.LocalExecutor(cancel_grace_s=1.0),
+            name="sleeper")
+    exp.add(run.Partial(_tasks.add, a=1, b=2), name="never-submitted")
+    experiment = build_experiment_flow(exp)
+    assert experiment.on_cancellation_hooks and experiment.on_crashed_hooks
+    sleeper = exp._tasks["sleeper"]
+
+    # The submit part of the flow, as the flow would do it under its run id; the job keeps running after.
+    @flow
+    def submit_only() -> str:
+        submit_nemorun_task(sleeper.task, sleeper.executor, name="sleeper")
+        return str(flow_run.id)
+
+    run_id = submit_only()
+    key = f"prefect-{run_id}/sleeper/0"
+    from nemorun_prefect.tasks import job_dir_for
+
+    handle = sleeper.executor.find(key, job_dir_for(key))
+    assert handle is not None and not sleeper.executor.status(handle).is_terminal
+
+    with get_client(sync_client=True) as client:
+        flow_run_obj = client.read_flow_run(run_id)
+    experiment.on_cancellation_hooks[0](experiment, flow_run_obj, Cancelled())
+    assert sleeper.executor.status(handle).state is JobState.CANCELLED
+    # Idempotent, and only the submitted job is reported.
+    assert cancel_flow_jobs(run_id, {n: s.executor for n, s in exp._tasks.items()}) == {
+        "sleeper": JobState.CANCELLED}
