@@ -13,8 +13,7 @@ type checkers (through the ``TYPE_CHECKING`` block) all see the same curated lis
 
 from __future__ import annotations
 
-import importlib
-
+from nemorun_core._lazy import lazy_exports
 from nemorun_core._version import __version__
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs every job process a few milliseconds.
@@ -69,19 +68,8 @@ _SUBMODULES = frozenset({"cli", "config", "errors", "executors", "experiment", "
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
 
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value  # later lookups are plain attribute reads
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"nemorun_core.{name}")
-    raise AttributeError(f"module 'nemorun_core' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("nemorun_core", _EXPORTS, globals(), submodules=_SUBMODULES,
+                                    extra=["__version__"])
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

@@ -7,7 +7,7 @@ package does not import ``prefect``: the names below are loaded from their submo
 
 from __future__ import annotations
 
-from typing import Any
+from nemorun_core._lazy import lazy_exports
 
 _EXPORTS = {
     "JobRef": "nemorun_prefect.tasks",
@@ -25,16 +25,4 @@ _EXPORTS = {
 __all__: list[str] = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nemorun_prefect' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("nemorun_prefect", _EXPORTS, globals())

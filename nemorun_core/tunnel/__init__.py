@@ -6,7 +6,7 @@ does) does not load the SSH implementation, and nothing here imports paramiko.
 
 from __future__ import annotations
 
-import importlib
+from nemorun_core._lazy import lazy_exports
 
 TYPE_CHECKING = False
 
@@ -26,17 +26,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nemorun_core.tunnel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("nemorun_core.tunnel", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

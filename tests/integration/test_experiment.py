@@ -171,7 +171,7 @@ def test_plugins_change_tasks_and_can_reject(home):
     user_executor = run.LocalExecutor()
     exp = run.Experiment("plugins")
     exp.add(_tasks.add, a=1, executor=user_executor, plugins=[_EnvPlugin()], name="p")
-    exp.add(_tasks.echo_env, names=["FROM_PLUGIN"], executor=user_executor, plugins=[_EnvPlugin()] * 0, name="plain")
+    exp.add(_tasks.echo_env, names=["FROM_PLUGIN"], executor=user_executor, plugins=(), name="plain")
     exp.run(quiet=True)
     assert exp.results() == {"p": 101, "plain": {"FROM_PLUGIN": None}}
     assert user_executor.env_vars == {}, "plugins work on the task's own copy of the executor"
