@@ -7,7 +7,7 @@ A missing variable is an error, not a skip: CI must fail when a service was not 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -46,73 +46,30 @@ class DockerService:
     python: str  # image: Debian 12 minbase with python3 (3.11)
 
 
-def _require(names: list[str], script: str) -> dict[str, str]:
-    missing = [n for n in names if not os.environ.get(n)]
+def _load(cls: type, prefix: str, script: str):
+    """Build ``cls`` from ``NEMORUN_TEST_<PREFIX>_<FIELD>`` variables (one per field, in upper case)."""
+    names = {f.name: f"NEMORUN_TEST_{prefix}_{f.name.upper()}" for f in fields(cls)}
+    missing = [n for n in names.values() if not os.environ.get(n)]
     if missing:
         raise RuntimeError(
             f"{', '.join(missing)} not set: the test service is not running. "
             f"Run `bash scripts/services/{script} start` and `eval \"$(bash scripts/services/{script} env)\"`, "
             "or run the tests through `bash scripts/test.sh`, which does both."
         )
-    return {n: os.environ[n] for n in names}
+    types = {f.name: f.type for f in fields(cls)}
+    return cls(**{k: int(os.environ[v]) if types[k] in (int, "int") else os.environ[v] for k, v in names.items()})
 
 
 def ssh() -> SSHService:
     """The SSH test server. Raises RuntimeError (naming the script to run) when it was not set up."""
-    e = _require(
-        [
-            "NEMORUN_TEST_SSH_HOST",
-            "NEMORUN_TEST_SSH_PORT",
-            "NEMORUN_TEST_SSH_USER",
-            "NEMORUN_TEST_SSH_KEY",
-            "NEMORUN_TEST_SSH_BAD_KEY",
-            "NEMORUN_TEST_SSH_KNOWN_HOSTS",
-            "NEMORUN_TEST_SSH_WRONG_KNOWN_HOSTS",
-        ],
-        "sshd.sh",
-    )
-    return SSHService(
-        host=e["NEMORUN_TEST_SSH_HOST"],
-        port=int(e["NEMORUN_TEST_SSH_PORT"]),
-        user=e["NEMORUN_TEST_SSH_USER"],
-        key=e["NEMORUN_TEST_SSH_KEY"],
-        bad_key=e["NEMORUN_TEST_SSH_BAD_KEY"],
-        known_hosts=e["NEMORUN_TEST_SSH_KNOWN_HOSTS"],
-        wrong_known_hosts=e["NEMORUN_TEST_SSH_WRONG_KNOWN_HOSTS"],
-    )
+    return _load(SSHService, "SSH", "sshd.sh")
 
 
 def slurm() -> SlurmService:
     """The Slurm test cluster. Raises RuntimeError (naming the script to run) when it was not set up."""
-    e = _require(
-        [
-            "NEMORUN_TEST_SLURM_PARTITION",
-            "NEMORUN_TEST_SLURM_ACCOUNT",
-            "NEMORUN_TEST_SLURM_JOB_DIR",
-            "NEMORUN_TEST_SLURM_PYTHON",
-        ],
-        "slurm.sh",
-    )
-    return SlurmService(
-        partition=e["NEMORUN_TEST_SLURM_PARTITION"],
-        account=e["NEMORUN_TEST_SLURM_ACCOUNT"],
-        job_dir=e["NEMORUN_TEST_SLURM_JOB_DIR"],
-        python=e["NEMORUN_TEST_SLURM_PYTHON"],
-    )
+    return _load(SlurmService, "SLURM", "slurm.sh")
 
 
 def docker() -> DockerService:
     """The Docker test engine. Raises RuntimeError (naming the script to run) when it was not set up."""
-    e = _require(
-        [
-            "NEMORUN_TEST_DOCKER_HOST",
-            "NEMORUN_TEST_DOCKER_BUSYBOX",
-            "NEMORUN_TEST_DOCKER_PYTHON",
-        ],
-        "docker.sh",
-    )
-    return DockerService(
-        host=e["NEMORUN_TEST_DOCKER_HOST"],
-        busybox=e["NEMORUN_TEST_DOCKER_BUSYBOX"],
-        python=e["NEMORUN_TEST_DOCKER_PYTHON"],
-    )
+    return _load(DockerService, "DOCKER", "docker.sh")
