@@ -235,6 +235,16 @@ class Executor(abc.ABC):
     def cancel(self, handle: JobHandle) -> None:
         """Ask the backend to stop the job. Idempotent and non-blocking; cancelling a finished job does nothing."""
 
+    def poll_many(self, offsets: Mapping[JobHandle, int]) -> dict[JobHandle, tuple[JobStatus, list[str]]]:
+        """Status and new log lines (from each handle's line offset) of many jobs: what a poller needs per round.
+
+        The status is read before the log, so a terminal job's lines are complete. The default makes one
+        :meth:`status_many` call and one :meth:`logs` call per job; executors that reach their jobs remotely override
+        it to answer in a single backend round trip.
+        """
+        statuses = self.status_many(list(offsets))
+        return {h: (statuses[h], list(self.logs(h, offset=off))) for h, off in offsets.items()}
+
     def find(self, key: str, job_dir: str) -> JobHandle | None:
         """Return the handle of an existing job submitted with ``key``, or None. Used to re-attach, never resubmit."""
         return None
