@@ -68,3 +68,23 @@ def restore(data: Any) -> Any:
     if isinstance(data, list):
         return [restore(v) for v in data]
     return data
+
+
+def hold_in_env(owner: str, field: str, value: str) -> str:
+    """Put a secret in this process's environment and return the variable's name, for ``*_env`` settings.
+
+    How a secret from an orchestrator's store (a Prefect block, an Airflow connection) reaches a tunnel without
+    being written anywhere: the tunnel's serialized config keeps only the name (``identity_env``,
+    ``passphrase_env``), which is derived from ``owner`` (the block or connection name) and ``field``, never from
+    the value. The same owner and field always give the same name, so a process that loads the block or
+    connection again (a restarted flow run, the Airflow triggerer) sets the same variable and re-attaches.
+
+    Example:
+        >>> SSHTunnel(..., identity_env=hold_in_env("conn:slurm_default", "private_key", key_text))
+    """
+    import os
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{owner}_{field}").strip("_").upper()
+    name = f"NEMORUN_SECRET_{slug}"
+    os.environ[name] = value
+    return name
