@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 
 # Only the decode path runs in job processes: it imports nothing it does not meet (pathlib, base64, pickle...).
 TYPE_CHECKING = False
@@ -58,7 +57,9 @@ def resolve(ref: str) -> Any:
     if not module_name or not qualname:
         raise SerializationError(f"{ref!r} is not a name of the form 'package.module:Name'")
     try:
-        obj: Any = sys.modules.get(module_name) or importlib.import_module(module_name)
+        # Not sys.modules first: while another thread imports the module, sys.modules already holds it half
+        # initialized; import_module waits for that import to finish (triggers load executors in threads).
+        obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise SerializationError(f"cannot import module {module_name!r} for {ref!r}: {exc}") from None
     for part in qualname.split("."):

@@ -238,7 +238,8 @@ class Executor(abc.ABC):
     def poll_many(self, offsets: Mapping[JobHandle, int]) -> dict[JobHandle, tuple[JobStatus, list[str]]]:
         """Status and new log lines (from each handle's line offset) of many jobs: what a poller needs per round.
 
-        The status is read before the log, so a terminal job's lines are complete. The default makes one
+        The status is read before the log, so a terminal job's lines are complete unless the executor capped the round
+        (a backend may return at most so many lines per round: poll again from the new offset). The default makes one
         :meth:`status_many` call and one :meth:`logs` call per job; executors that reach their jobs remotely override
         it to answer in a single backend round trip.
         """

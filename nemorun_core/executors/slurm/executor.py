@@ -4,7 +4,8 @@ One job is one ``sbatch`` of a script rendered from ``sbatch.sh.j2`` (``dryrun``
 one remote command: the job's files travel as a tar on its stdin (secret environment values ahead of it, as
 ``export`` lines the command evaluates, so they are never written to disk or put on a command line), and the
 command submits only if the job directory has no ``slurm_job_id`` yet, so a retried submission finds the first job
-instead of starting another. Status of many jobs is one remote call (``squeue`` and ``sacct`` together).
+instead of starting another. Status of many jobs is one remote call (``squeue`` and ``sacct`` together), and so
+is a poller's round of status plus new log lines (``poll_many``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import re
 import shlex
 import tarfile
-from typing import Any, ClassVar, Iterator, Optional, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
 from nemorun_core.errors import ConfigError, SubmissionError
 from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, SubmitRequest
@@ -291,6 +292,12 @@ class SlurmExecutor(Executor):
         from nemorun_core.executors.slurm.remote import status_many
 
         return status_many(self, handles)
+
+    def poll_many(self, offsets: Mapping[JobHandle, int]) -> dict[JobHandle, tuple[JobStatus, list[str]]]:
+        """Status and new log lines of many jobs in one remote command (see ``remote.poll_many``)."""
+        from nemorun_core.executors.slurm.remote import poll_many
+
+        return poll_many(self, offsets)
 
     def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
         from nemorun_core.executors.slurm.remote import logs

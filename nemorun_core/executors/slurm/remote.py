@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import shlex
 import time
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
-from nemorun_core.errors import SubmissionError
+from nemorun_core.errors import ExecutorError, SubmissionError
 from nemorun_core.executors.base import SUBMISSION_BATCH, Job, JobHandle, JobState, JobStatus
 from nemorun_core.executors.slurm import states
 from nemorun_core.executors.slurm.executor import JOB_ID_FILE, job_files_tar, rewrite_payload
@@ -20,6 +22,11 @@ if TYPE_CHECKING:
 q = shlex.quote
 _FILES_MARK = "__NEMORUN_FILES__"
 _SACCT_MARK = "__NEMORUN_SACCT__"
+_JOB_MARK = "__NEMORUN_JOB__"
+# What one poll_many round fetches per job at most: a job that logs faster than the poller reads catches up over
+# several rounds, and one huge log cannot make a round (or the poller's memory) unbounded.
+POLL_MAX_LINES = 5000
+POLL_MAX_BYTES = 2 << 20
 _SAFE_PATH = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/~+@:")
 
 
@@ -85,32 +92,107 @@ def status_many(ex: "SlurmExecutor", handles: Sequence[JobHandle]) -> dict[JobHa
     """One remote call for all ``handles``: ``squeue`` for live jobs and ``sacct`` for finished ones."""
     if not handles:
         return {}
-    ids = ",".join(sorted({h.job_id for h in handles}))
-    result = ex.tunnel.run(
-        f"squeue -h -j {ids} -o {q(states.SQUEUE_FORMAT)} 2>/dev/null; echo {_SACCT_MARK}; "
-        f"sacct -X -n -P -j {ids} -o {states.SACCT_FIELDS} 2>/dev/null", check=False)
-    queued_text, _, accounted_text = result.stdout.partition(_SACCT_MARK)
-    queued, accounted = states.parse_squeue(queued_text), states.parse_sacct(accounted_text)
-    out = {h: states.combine(h.job_id, queued, accounted, h.extra("array") or "") for h in handles}
+    out = _parse_states(handles, ex.tunnel.run(_states_command(handles), check=False).stdout)
     failed = [h for h, st in out.items() if st.state is JobState.FAILED]
     if failed:
         _add_task_errors(ex, failed, out)
     return out
 
 
+def _states_command(handles: Sequence[JobHandle]) -> str:
+    ids = ",".join(q(i) for i in sorted({h.job_id for h in handles}))
+    return (f"squeue -h -j {ids} -o {q(states.SQUEUE_FORMAT)} 2>/dev/null; echo {_SACCT_MARK}; "
+            f"sacct -X -n -P -j {ids} -o {states.SACCT_FIELDS} 2>/dev/null")
+
+
+def _parse_states(handles: Sequence[JobHandle], text: str) -> dict[JobHandle, JobStatus]:
+    queued_text, _, accounted_text = text.partition(_SACCT_MARK)
+    queued, accounted = states.parse_squeue(queued_text), states.parse_sacct(accounted_text)
+    return {h: states.combine(h.job_id, queued, accounted, h.extra("array") or "") for h in handles}
+
+
+def poll_many(ex: "SlurmExecutor", offsets: Mapping[JobHandle, int]) -> dict[JobHandle, tuple[JobStatus, list[str]]]:
+    """Status and new log lines of every job in ONE remote command: what a poller (an Airflow trigger) needs.
+
+    The script runs ``squeue`` and ``sacct`` for all jobs first, then prints, per job, its ``status.json`` (for a
+    failed task's own error) and the lines of ``log.out`` from its offset, each base64-encoded between markers, so
+    no byte a job writes (a marker, NUL, invalid UTF-8) can confuse the parsing. A job gets at most
+    :data:`POLL_MAX_LINES` lines and :data:`POLL_MAX_BYTES` bytes per round; the rest comes in later rounds (so a
+    terminal job's log is complete once a round returns fewer lines than the cap). A last line without its newline
+    is held back while the job runs (it may still grow) and returned once the job is terminal; a single line longer
+    than the byte cap is returned cut, with a note, so the poller still moves past it. A job whose log does not exist
+    (yet) has no new lines; an unknown job is ``UNKNOWN``.
+
+    Raises:
+        ExecutorError: an offset is not an int >= 0, or the answer lacks a job's section (the message has stderr).
+        TunnelError: the cluster could not be reached.
+    """
+    handles = list(offsets)
+    if not handles:
+        return {}
+    for handle, offset in offsets.items():
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ExecutorError(f"poll_many: the offset of job {handle.job_id} ({handle.key}) must be a line number "
+                                f">= 0, got {offset!r}")
+    show = "| base64 | tr -d '\\n'; echo"
+    script = [
+        _states_command(handles),
+        f'_p() {{ echo {_JOB_MARK}; cat "$1/status.json" 2>/dev/null {show}; '
+        f'tail -n "+$2" "$1/log.out" 2>/dev/null | head -n {POLL_MAX_LINES} | head -c {POLL_MAX_BYTES} {show}; }}',
+        *(f"_p {q(h.job_dir)} {offsets[h] + 1}" for h in handles),
+    ]
+    result = ex.tunnel.run("\n".join(script), check=False)
+    head, *sections = result.stdout.split(f"\n{_JOB_MARK}\n")
+    if len(sections) != len(handles):
+        raise ExecutorError(f"poll_many on {ex.tunnel.address}: the answer has {len(sections)} job sections for "
+                            f"{len(handles)} jobs (exit status {result.exit_code}): {result.stderr.strip()[-500:]}")
+    statuses = _parse_states(handles, head)
+    out = {}
+    for handle, section in zip(handles, sections):
+        status_b64, _, log_b64 = section.partition("\n")
+        status = statuses[handle]
+        if status.state is JobState.FAILED:
+            status = _with_task_error(status, _unb64(status_b64))
+        out[handle] = (status, _new_lines(_unb64(log_b64), status.is_terminal))
+    return out
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _new_lines(data: bytes, terminal: bool) -> list[str]:
+    """Complete lines of one round's chunk (see ``poll_many`` for the partial last line and the byte cap)."""
+    lines = data.decode("utf-8", "replace").split("\n")
+    partial = lines.pop()  # "" when the chunk ends with a newline
+    if partial:
+        if len(data) >= POLL_MAX_BYTES:
+            if not lines:
+                lines.append(f"{partial} [line cut by nemorun: longer than {POLL_MAX_BYTES} bytes]")
+        elif terminal:
+            lines.append(partial)
+    return lines
+
+
+def _with_task_error(status: JobStatus, status_json: bytes) -> JobStatus:
+    """For a failed Python task, the runner's own error (``status.json``) says more than Slurm's FAILED."""
+    try:
+        error = json.loads(status_json).get("error")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return status
+    return JobStatus(status.state, status.native, error, status.exit_code) if error else status
+
+
 def _add_task_errors(ex: "SlurmExecutor", handles: list[JobHandle], out: dict[JobHandle, JobStatus]) -> None:
-    """For failed Python tasks, the runner's own error (``status.json``) says more than Slurm's FAILED."""
+    """One more remote call: the runner's own error of each failed job, from its ``status.json``."""
     marker = "__NEMORUN_STATUS__"
     command = "; ".join(f"echo {marker}; cat {q(h.job_dir + '/status.json')} 2>/dev/null" for h in handles)
     chunks = ex.tunnel.run(command, check=False).stdout.split(marker)[1:]
     for handle, chunk in zip(handles, chunks):
-        try:
-            error = json.loads(chunk).get("error")
-        except (json.JSONDecodeError, AttributeError):
-            continue
-        if error:
-            st = out[handle]
-            out[handle] = JobStatus(st.state, st.native, error, st.exit_code)
+        out[handle] = _with_task_error(out[handle], chunk.encode())
 
 
 def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -> Iterator[str]:
