@@ -70,6 +70,15 @@ def restore(data: Any) -> Any:
     return data
 
 
+HELD_PREFIX = "NEMORUN_SECRET_"
+
+
+def without_held(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the variables :func:`hold_in_env` set: they are for this process's tunnels, not for jobs
+    started from it (a local job inherits the environment of the flow or task that launched it)."""
+    return {k: v for k, v in env.items() if not k.startswith(HELD_PREFIX)}
+
+
 def hold_in_env(owner: str, field: str, value: str) -> str:
     """Put a secret in this process's environment and return the variable's name, for ``*_env`` settings.
 
@@ -85,6 +94,79 @@ def hold_in_env(owner: str, field: str, value: str) -> str:
     import os
 
     slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{owner}_{field}").strip("_").upper()
-    name = f"NEMORUN_SECRET_{slug}"
+    name = f"{HELD_PREFIX}{slug}"
     os.environ[name] = value
     return name
+
+
+def secret_values(data: Any) -> list[str]:
+    """The secret strings in plain data: values under secret names, and values that look like key material.
+
+    What :func:`redact` would replace, as a list (longest first), for callers that must also scrub free text such as
+    log lines with :func:`redact_text`, or register the values with an orchestrator's own log masker.
+    """
+    found: set[str] = set()
+
+    def visit(value: Any, secret: bool) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(v, secret or (isinstance(k, str) and is_secret_name(k)))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v, secret)
+        elif isinstance(value, str) and value and value != REDACTED and (secret or looks_secret(value)):
+            found.add(value)
+
+    visit(data, False)
+    return sorted(found, key=lambda s: (-len(s), s))
+
+
+def secret_digests(values: list[str]) -> dict[str, Any]:
+    """Salted SHA-256 digests of secret values, for a process that must mask them without being given them.
+
+    An orchestrator hands these (not the values) to a process that logs a job's output, such as Airflow's
+    triggerer; :func:`redact_digested` then finds the values in text. Digests do not reveal a long random token; a
+    short, guessable password could be found from its digest by trying candidates, like any password hash.
+    """
+    import hashlib
+    import os
+
+    salt = os.urandom(16)
+    by_length: dict[str, list[str]] = {}
+    for value in values:
+        data = value.encode()
+        if len(data) >= 4:
+            by_length.setdefault(str(len(data)), []).append(hashlib.sha256(salt + data).hexdigest()[:32])
+    return {"salt": salt.hex(), "sha256": {k: sorted(set(v)) for k, v in by_length.items()}} if by_length else {}
+
+
+def redact_digested(text: str, digests: dict[str, Any]) -> str:
+    """Replace every substring of ``text`` whose digest is in ``digests`` (from :func:`secret_digests`).
+
+    Costs one hash per position of ``text`` and secret length: fine for log lines, not for megabytes.
+    """
+    import hashlib
+
+    table = digests.get("sha256") if digests else None
+    if not table:
+        return text
+    salt = bytes.fromhex(digests["salt"])
+    data = text.encode()
+    spans = []
+    for length_text, known in table.items():
+        length, wanted = int(length_text), set(known)
+        for i in range(len(data) - length + 1):
+            if hashlib.sha256(salt + data[i:i + length]).hexdigest()[:32] in wanted:
+                spans.append((i, i + length))
+    if not spans:
+        return text
+    out, last = [], 0
+    for start, end in sorted(spans):
+        if start >= last:
+            out.append(data[last:start])
+            out.append(REDACTED.encode())
+            last = end
+        elif end > last:
+            last = end  # overlapping matches: one redaction covers both
+    out.append(data[last:])
+    return b"".join(out).decode(errors="replace")

@@ -39,7 +39,9 @@ class ForkServer:
         self._proc: subprocess.Popen | None = None
 
     def _start(self) -> subprocess.Popen:
-        env = dict(os.environ)
+        from nemorun_core.secrets import without_held
+
+        env = without_held(dict(os.environ))
         env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
         return subprocess.Popen(
             [self.python, "-m", "nemorun_core.executors.forkserver"],

@@ -39,7 +39,7 @@ from nemorun_core.executors.base import (
     describe_exit,
 )
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
-from nemorun_core.secrets import is_secret_name
+from nemorun_core.secrets import is_secret_name, without_held
 
 LAUNCH_SCRIPT = "launch.sh"
 LAUNCHER_FILE = "launcher.json"
@@ -160,7 +160,7 @@ class LocalExecutor(LocalJobFiles, Executor):
             script = os.path.join(job.job_dir, LAUNCH_SCRIPT)
             write_atomic(script, text)
             written.append(script)
-            proc_env = {**os.environ, **env, "NEMORUN_JOB_DIR": job.job_dir, "NEMORUN_JOB_KEY": job.key}
+            proc_env = {**without_held(dict(os.environ)), **env, "NEMORUN_JOB_DIR": job.job_dir, "NEMORUN_JOB_KEY": job.key}
             if env.get("PYTHONPATH") and os.environ.get("PYTHONPATH"):
                 # The task's entries come first; the inherited ones stay, so nemorun itself remains importable.
                 proc_env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], os.environ["PYTHONPATH"]])

@@ -119,7 +119,7 @@ class Pool:
                 slot = self._slots[key] = _Slot()
             if not self._atexit:
                 # Closing cleanly at exit avoids paramiko's transport threads racing interpreter shutdown.
-                atexit.register(self.close_all)
+                atexit.register(self._close_at_exit)
                 self._atexit = True
             return slot
 
@@ -158,6 +158,14 @@ class Pool:
             keys = list(self._slots)
         for key in keys:
             self.close(key)
+
+    def _close_at_exit(self) -> None:
+        # paramiko logs each closed channel; at interpreter exit its handlers' streams may be closed already (a
+        # test runner's capture, a logging config torn down first), and every message would print a traceback.
+        import logging
+
+        logging.getLogger("paramiko").disabled = True
+        self.close_all()
 
     def count(self, address: str, counter: str) -> None:
         with self._lock:

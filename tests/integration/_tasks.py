@@ -87,3 +87,10 @@ def import_value(module: str) -> str:
     import importlib
 
     return importlib.import_module(module).VALUE
+
+
+def env_names() -> list[str]:
+    """The names of the job's environment variables."""
+    import os
+
+    return sorted(os.environ)

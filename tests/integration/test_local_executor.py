@@ -264,3 +264,21 @@ def test_an_executor_missing_a_contract_method_fails_when_created():
 
     with pytest.raises(TypeError, match="abstract"):
         Half()
+
+
+@pytest.mark.parametrize("python_job", [True, False], ids=["fork-server", "script"])
+def test_variables_held_for_tunnels_are_not_passed_to_jobs(tmp_path, monkeypatch, python_job) -> None:
+    """A key an orchestrator put in the environment for a tunnel (secrets.hold_in_env) stays out of local jobs."""
+    from nemorun_core.secrets import hold_in_env
+
+    name = hold_in_env("block:test", "private_key", "-----BEGIN OPENSSH PRIVATE KEY----- x")
+    monkeypatch.setenv(name, os.environ[name])  # removed again by monkeypatch at the end
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path))
+    if python_job:
+        seen = run.run(run.Partial(_tasks.env_names), executor=run.LocalExecutor(), tail_logs=False)
+    else:
+        out = tmp_path / "env.txt"
+        run.run(run.Script(inline=f"env > {out}"), executor=run.LocalExecutor(), name="env", tail_logs=False)
+        seen = [line.split("=", 1)[0] for line in out.read_text().splitlines()]
+        assert "NEMORUN_JOB_KEY" in seen
+    assert name not in seen
