@@ -18,8 +18,11 @@ _EXPORTS = {
     "experiment_flow": "nemorun_prefect.flows",
     "build_experiment_flow": "nemorun_prefect.flows",
     "cancel_flow_jobs": "nemorun_prefect.flows",
+    "on_cancellation_cancel_jobs": "nemorun_prefect.flows",
     "DependencyFailedError": "nemorun_prefect.flows",
     "ExperimentFlowError": "nemorun_prefect.flows",
+    "NemorunSSHCluster": "nemorun_prefect.blocks",
+    "NemorunExecutorBlock": "nemorun_prefect.blocks",
 }
 
 __all__: list[str] = sorted(_EXPORTS)

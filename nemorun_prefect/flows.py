@@ -9,7 +9,7 @@
     results = experiment_flow(exp, max_concurrent=2)   # {"train": ..., "eval": ...}
 
 Each experiment task becomes a ``nemorun-<name>`` task run that submits (or re-attaches to) its job through
-:mod:`nemorun_prefect.tasks` (job key ``prefect-<flow run id>/<name>/0``), streams its log and returns its value.
+:mod:`nemorun_prefect.tasks` (job key ``prefect-<flow run id>/<name>/<attempt>``), streams its log and returns its value.
 
 * Dependencies: every task run gets its dependencies' futures (``wait_for`` and as inputs, wrapped in
   ``allow_failure``), so Prefect shows the same graph. A task whose dependency failed (or was itself not run) does not
@@ -20,30 +20,50 @@ Each experiment task becomes a ``nemorun-<name>`` task run that submits (or re-a
 * ``max_concurrent``: a semaphore (per flow run, in this process) around the job part of each task run. Task runs
   waiting for a slot show as Running in Prefect; no Prefect concurrency limit (server object) is created.
 * The flow ends Failed when any task failed or was not run (:class:`ExperimentFlowError`, listing them); otherwise it
-  returns ``{task name: value}``.
-* Cancelling: ``on_cancellation`` and ``on_crashed`` hooks cancel every job the flow run submitted, found by its key
-  (``executor.find``). :func:`cancel_flow_jobs` does the same for any flow run id. The hooks are closures of this
-  process: they run for a flow run cancelled or crashed in this process (Ctrl-C, SIGTERM, a worker's cancel that
-  reaches the process); a deployment's flow loaded from an entrypoint needs its own hook calling
-  :func:`cancel_flow_jobs`.
+  returns ``{task name: value}``. Either way it first leaves a job-table artifact (see
+  :mod:`nemorun_prefect.artifacts`).
+* Cancelling: ``on_cancellation`` and ``on_crashed`` hooks cancel every job the flow run submitted.
+  :func:`on_cancellation_cancel_jobs` makes the same hook for any flow (one that calls ``run_nemorun_task`` itself,
+  or runs experiment flows as subflows); :func:`cancel_flow_jobs` does it for any flow run id.
+
+How a cancel reaches the jobs. Every submission first records the job (its key and executor config, secrets
+redacted; then its handle) in ``$NEMORUN_HOME/prefect/prefect-<flow run id>/<task>/prefect_job.json``, and the hook
+cancels what it finds there, so it needs no state of the process that submitted. That matters because Prefect runs
+the hooks of a run cancelled through the API or UI (state ``Cancelling``) not in the flow's process but in the
+process that started it (``flow.serve()``, a worker), after killing the flow's process: the hooks of the flow
+object it served, or, for a deployment loaded from an entrypoint, of the flow it loads again from that entrypoint.
+Limits: the hook must see the same ``$NEMORUN_HOME`` as the flow run (true for ``serve`` and the process worker; a
+worker that runs flows in containers may run it where those files are not); a flow run started in a plain Python
+process has no one watching the API, so it is cancelled only by a signal to that process (Prefect's own rule); a job
+whose submission was in flight when the flow's process was killed is found by its key if the backend has it by then.
+See docs/prefect.md, "Deployments and served flows".
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 from prefect import allow_failure, flow, get_run_logger
 from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
 
 from nemorun_core.errors import ExperimentError
-from nemorun_core.executors.base import Executor, JobState
+from nemorun_core.executors.base import Executor, JobHandle, JobState
+from nemorun_core.experiment.jobref import find_attempt
+from nemorun_core.experiment.store import default_home
 from nemorun_core.experiment.tasks import referenced_tasks, resolve_references
+from nemorun_prefect import artifacts
 from nemorun_prefect import tasks as nr_tasks
 
 # Per flow run id: the semaphore that enforces max_concurrent (absent: no limit).
 _LIMITS: dict[str, threading.Semaphore] = {}
+# Per flow run id: set when the flow's body ends, normally or not (cancelled, killed, Ctrl-C). Task runs then stop
+# waiting for their jobs and submit nothing more, so that Prefect's task-runner shutdown, which waits for its worker
+# threads, does not hold the dying process open until the jobs end.
+_STOPS: dict[str, threading.Event] = {}
 
 
 class DependencyFailedError(ExperimentError):
@@ -67,45 +87,151 @@ def _run_experiment_task(task: Any, executor: Executor, name: str, upstream: dic
         if dep not in upstream:
             raise ExperimentError(f"task {name!r} refers to {dep!r}, which is not one of its dependencies")
         if field == "dir":
+            recorded = nr_tasks.recorded_job(dep)
+            if recorded is not None and recorded[1].handle:
+                return recorded[1].job_handle().job_dir
             return nr_tasks.job_dir_for(nr_tasks.job_key(dep))
         return upstream[dep]
 
     resolved = resolve_references(task, lookup) if referenced_tasks(task) else task
-    limit = _LIMITS.get(str(flow_run.id))
+    limit, stop = _LIMITS.get(str(flow_run.id)), _STOPS.get(str(flow_run.id))
+
+    def submit_and_wait() -> Any:
+        if stop is not None and stop.is_set():
+            raise ExperimentError(f"task {name!r} was not submitted: its flow run is ending")
+        return nr_tasks.wait(nr_tasks.submit(resolved, executor, name=name), stop=stop)
+
     if limit is None:
-        return nr_tasks.run(resolved, executor, name=name)
+        return submit_and_wait()
     with limit:
         get_run_logger().debug("task %s got a concurrency slot", name)
-        return nr_tasks.run(resolved, executor, name=name)
+        return submit_and_wait()
 
 
 run_experiment_task = prefect_task(_run_experiment_task, name="run_experiment_task", cache_policy=NO_CACHE)
 
 
-def cancel_flow_jobs(flow_run_id: Any, executors: dict[str, Executor], *, timeout: float = 60.0) -> dict[str, JobState]:
-    """Cancel every job that flow run ``flow_run_id`` submitted for the named tasks; return their final states.
+# Module functions, not code in the flow's closure: ``flow.serve()`` cloudpickles the closure by value into the
+# flow run's process, with copies of the module globals it names, which the task runs would not see.
+def _start_run(run_id: str, max_concurrent: int | None) -> None:
+    if max_concurrent is not None:
+        _LIMITS[run_id] = threading.Semaphore(max_concurrent)
+    _STOPS[run_id] = threading.Event()
 
-    ``executors`` maps each task name to the executor it ran on. Tasks with no job (never submitted) are left out.
-    Waits up to ``timeout`` s in all for the jobs to be terminal. Idempotent: a finished job keeps its state.
+
+def _end_run(run_id: str) -> None:
+    _LIMITS.pop(run_id, None)
+    stop = _STOPS.pop(run_id, None)
+    if stop is not None:
+        stop.set()
+
+
+def cancel_flow_jobs(flow_run_id: Any, executors: dict[str, Executor] | None = None, *,
+                     timeout: float = 60.0) -> dict[str, JobState]:
+    """Cancel every job that flow run ``flow_run_id`` submitted; return their final states by task name.
+
+    The jobs are those recorded under ``$NEMORUN_HOME/prefect/prefect-<flow_run_id>/`` at submission (see the module
+    docstring), plus, for each task name in ``executors`` (task name -> executor) without a record, the job that
+    executor finds by its key. Tasks with no job are left out; a job that could not be reached is ``UNKNOWN`` (the
+    error is logged). Waits up to ``timeout`` s in all for the jobs to be terminal. Idempotent: a finished job keeps
+    its state.
     """
-    import time
+    from prefect.logging import get_logger
 
-    found = {}
-    for name, executor in executors.items():
-        key = f"prefect-{flow_run_id}/{name}/0"
-        handle = executor.find(key, nr_tasks.job_dir_for(key))
-        if handle is not None:
-            executor.cancel(handle)
-            found[name] = (executor, handle)
+    logger = get_logger("nemorun_prefect")
+    run_dir = os.path.join(default_home(), "prefect", f"prefect-{flow_run_id}")
+    candidates: dict[str, tuple[str, Any, JobHandle | None]] = {}
+    for name, (key, ref) in nr_tasks.read_job_records(run_dir).items():
+        candidates[name] = (key, ref, ref.job_handle() if ref.handle else None)
+    for name, executor in (executors or {}).items():
+        candidates.setdefault(name, (nr_tasks.job_key(name, run_id=flow_run_id), executor, None))
+    found: dict[str, tuple[Executor, JobHandle]] = {}
+    states: dict[str, JobState] = {}
+    for name, (key, source, handle) in candidates.items():
+        try:
+            executor = source.load_executor() if isinstance(source, nr_tasks.JobRef) else source
+            if handle is None:
+                _, handle, _ = find_attempt(executor, lambda n: nr_tasks.job_key(name, n, run_id=flow_run_id),
+                                            nr_tasks.job_dir_for)
+            if handle is not None:
+                executor.cancel(handle)
+                found[name] = (executor, handle)
+        except Exception as exc:  # one unreachable backend must not keep the other jobs running
+            logger.warning("could not cancel job %s: %s: %s", key, type(exc).__name__, exc)
+            states[name] = JobState.UNKNOWN
     deadline = time.monotonic() + timeout
-    states = {}
     for name, (executor, handle) in found.items():
-        status = executor.status(handle)
-        while not status.is_terminal and time.monotonic() < deadline:
-            executor.wait_any([handle], 0.2)
+        try:
             status = executor.status(handle)
-        states[name] = status.state
+            while not status.is_terminal and time.monotonic() < deadline:
+                executor.wait_any([handle], 0.2)
+                status = executor.status(handle)
+            states[name] = status.state
+        except Exception as exc:
+            logger.warning("could not read the state of job %s: %s: %s", handle.key, type(exc).__name__, exc)
+            states[name] = JobState.UNKNOWN
     return states
+
+
+def _subflow_run_ids(flow_run_id: Any, depth: int = 8) -> list[Any]:
+    """The ids of the subflow runs of ``flow_run_id``, their subflow runs and so on (one API call per level)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    found: list[Any] = []
+    level = [flow_run_id]
+    with get_client(sync_client=True) as client:
+        for _ in range(depth):
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=level)),
+                sort=FlowRunSort.ID_DESC, limit=200)
+            level = [r.id for r in runs if r.id not in found]
+            if not level:
+                break
+            found += level
+    return found
+
+
+def on_cancellation_cancel_jobs(*, timeout: float = 60.0, subflows: bool = True,
+                                executors: dict[str, Executor] | None = None) -> Callable[[Any, Any, Any], None]:
+    """A flow hook that cancels the nemorun jobs of the flow run, for ``on_cancellation`` (and ``on_crashed``).
+
+        @flow(on_cancellation=[on_cancellation_cancel_jobs()])
+        def train_flow():
+            run_nemorun_task(run.Partial(train, steps=1000), executor, name="train")
+
+    Args:
+        timeout: seconds to wait in all for the cancelled jobs to be terminal.
+        subflows: also cancel the jobs of the flow run's subflow runs (an ``experiment_flow`` called inside it),
+            found through the Prefect API; when the API cannot be reached, only the flow run's own jobs.
+        executors: task name -> executor, to find jobs that have no record (see :func:`cancel_flow_jobs`).
+
+    Returns:
+        The hook: it logs the final state of each job and never raises (Prefect would only log the error).
+    """
+
+    def cancel_nemorun_jobs(flow: Any, flow_run: Any, state: Any) -> None:
+        from prefect.logging.loggers import flow_run_logger
+
+        logger = flow_run_logger(flow_run, flow)  # to the flow run's log, wherever the hook runs
+        run_ids = [flow_run.id]
+        if subflows:
+            try:
+                run_ids += _subflow_run_ids(flow_run.id)
+            except Exception as exc:
+                logger.warning("could not list the subflow runs of %s: %s: %s", flow_run.id, type(exc).__name__,
+                               exc)
+        for run_id in run_ids:
+            try:
+                states = cancel_flow_jobs(run_id, executors if run_id == flow_run.id else None, timeout=timeout)
+            except Exception as exc:
+                logger.warning("could not cancel the jobs of flow run %s: %s: %s", run_id, type(exc).__name__, exc)
+                continue
+            logger.info("flow run %s %s: jobs cancelled: %s", run_id, state.name,
+                        {k: v.value for k, v in states.items()})
+
+    return cancel_nemorun_jobs
 
 
 def build_experiment_flow(exp: Any, *, max_concurrent: int | None = None) -> Any:
@@ -117,22 +243,14 @@ def build_experiment_flow(exp: Any, *, max_concurrent: int | None = None) -> Any
     specs = list(exp._tasks.values())  # insertion order is a topological order: dependencies are added first
     if not specs:
         raise ExperimentError(f"experiment {exp.name!r} has no tasks; add some with exp.add(...)")
-    executors = {spec.name: spec.executor for spec in specs}
+    cancel_hook = on_cancellation_cancel_jobs(subflows=False, executors={s.name: s.executor for s in specs})
 
-    def _cancel_hook(flow_obj: Any, flow_run: Any, state: Any) -> None:
-        states = cancel_flow_jobs(flow_run.id, executors)
-        from prefect.logging import get_logger
-
-        get_logger("nemorun_prefect").info("flow run %s %s: jobs cancelled: %s", flow_run.id, state.name,
-                                           {k: v.value for k, v in states.items()})
-
-    @flow(name=f"experiment-{exp.name}", on_cancellation=[_cancel_hook], on_crashed=[_cancel_hook])
+    @flow(name=f"experiment-{exp.name}", on_cancellation=[cancel_hook], on_crashed=[cancel_hook])
     def experiment(max_concurrent: int | None = max_concurrent) -> dict[str, Any]:
         from prefect.runtime import flow_run
 
         run_id = str(flow_run.id)
-        if max_concurrent is not None:
-            _LIMITS[run_id] = threading.Semaphore(max_concurrent)
+        _start_run(run_id, max_concurrent)
         try:
             futures: dict[str, Any] = {}
             for spec in specs:
@@ -142,7 +260,8 @@ def build_experiment_flow(exp: Any, *, max_concurrent: int | None = None) -> Any
                 ).submit(spec.task, spec.executor, spec.name, deps, wait_for=list(deps.values()))
             states = {name: fut.wait() or fut.state for name, fut in futures.items()}
         finally:
-            _LIMITS.pop(run_id, None)
+            _end_run(run_id)
+        artifacts.experiment_table(specs, run_id)  # before deciding the outcome: failed flows get one too
         bad = {name: s for name, s in states.items() if not s.is_completed()}
         if bad:
             raise ExperimentFlowError(
@@ -164,4 +283,4 @@ def experiment_flow(exp: Any, *, max_concurrent: int | None = None, return_state
 
 
 __all__ = ["DependencyFailedError", "ExperimentFlowError", "build_experiment_flow", "cancel_flow_jobs",
-           "experiment_flow", "run_experiment_task"]
+           "experiment_flow", "on_cancellation_cancel_jobs", "run_experiment_task"]

@@ -5,35 +5,38 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from nemorun_core.executors.base import Job, JobHandle
-from nemorun_core.executors.local import LocalExecutor
+from nemorun_core.executors.slurm import SlurmExecutor
+from tests.integration._faults import DiesAfterSubmit, DiesAfterSubmitMixin, count_run, fail_first  # noqa: F401
 
 
-def count_run(marker: str, value: int) -> int:
-    """Append one line to ``marker`` per run, so a test can count how many times the job really ran."""
+def count_and_sleep(marker: str, value: int, seconds: float) -> int:
+    """Like :func:`count_run`, counting at the start, then sleep ``seconds``: a job that is still running for a
+    while after it has been counted."""
+    import time
+
     with open(marker, "a") as f:
         f.write(f"{os.getpid()}\n")
-    print(f"counted run, returning {value}", flush=True)
+    print(f"counted run, sleeping {seconds} s", flush=True)
+    time.sleep(seconds)
+    print(f"slept, returning {value}", flush=True)
     return value
 
 
 @dataclasses.dataclass(kw_only=True)
-class DiesAfterSubmit(LocalExecutor):
-    """A LocalExecutor whose first ``submit`` starts the job and then raises, as if the Prefect process had died.
+class SlurmDiesAfterSubmit(DiesAfterSubmitMixin, SlurmExecutor):
+    """A SlurmExecutor that dies after its first submission (see :class:`DiesAfterSubmitMixin`)."""
 
-    ``flag`` is a file: absent means "first try" (it is created, then the error raised). With ``let_finish`` the job
-    is first followed to its end, so the retry finds a completed job.
-    """
 
-    flag: str = ""
-    let_finish: bool = False
+def slurm_executor(cls: type = SlurmExecutor, **kwargs) -> SlurmExecutor:
+    """A ``cls`` (a SlurmExecutor) for the project's Slurm cluster, reached over its SSH server
+    (``tests/integration/services.py``); the cluster's python imports this repository."""
+    from nemorun_core.tunnel.ssh import SSHTunnel
+    from tests.integration import services
 
-    def submit(self, job: Job) -> JobHandle:
-        handle = super().submit(job)
-        if os.path.exists(self.flag):
-            return handle
-        if self.let_finish:
-            while not self.status(handle).is_terminal:
-                self.wait_any([handle], 0.1)
-        open(self.flag, "w").close()
-        raise RuntimeError(f"injected: the submitting process died after submitting {job.key}")
+    ssh, cluster = services.ssh(), services.slurm()
+    tunnel = SSHTunnel(host=ssh.host, port=ssh.port, user=ssh.user, identity=ssh.key, known_hosts=ssh.known_hosts,
+                       job_dir=cluster.job_dir)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return cls(tunnel=tunnel, partition=cluster.partition, account=cluster.account, python=cluster.python,
+               time="00:05:00", env_vars={"PYTHONPATH": repo}, **kwargs)
+

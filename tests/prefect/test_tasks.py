@@ -103,6 +103,27 @@ def test_retry_reattaches_instead_of_resubmitting(prefect_harness: None, tmp_pat
     assert task_run.run_count == 2
 
 
+def test_retry_after_a_failed_job_submits_a_fresh_attempt(prefect_harness: None, tmp_path) -> None:
+    from prefect import flow
+
+    from nemorun_prefect import run_nemorun_task
+
+    marker = str(tmp_path / "runs")
+
+    @flow
+    def retrying_flow() -> int:
+        return run_nemorun_task.with_options(retries=1, retry_delay_seconds=0)(
+            run.Partial(_jobs.fail_first, marker=marker), run.LocalExecutor(), name="flaky")
+
+    state = retrying_flow(return_state=True)
+    assert state.is_completed(), state
+    assert state.result() == "succeeded on run 2"  # the failed job, then attempt 1
+    task_dir = os.path.join(os.environ["NEMORUN_HOME"], "prefect", f"prefect-{state.state_details.flow_run_id}",
+                            "flaky")
+    assert os.path.isdir(os.path.join(task_dir, "attempt-1"))
+    assert "first run fails on purpose" in "\n".join(_log_messages(state.state_details.flow_run_id))
+
+
 def test_submit_wait_cancel_tasks_in_one_flow(prefect_harness: None) -> None:
     from prefect import flow
 

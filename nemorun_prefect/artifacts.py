@@ -1,0 +1,174 @@
+"""Prefect artifacts of nemorun runs: a task's configuration when it is submitted, an experiment's job table.
+
+* :func:`task_submitted`: a markdown artifact, key ``nemorun-<flow>-<task>-config``, with the job (key, backend, id,
+  directory, log), the task's configuration and the executor's, as YAML. Created once per job: a retry or restart
+  that re-attaches to the job does not create another.
+* :func:`experiment_table`: a table artifact, key ``nemorun-<flow>-jobs``, one row per experiment task (task,
+  backend, job id, state, exit code, log, duration, message), created when an experiment flow ends, failed or not.
+
+Keys follow Prefect's rule (lowercase letters, digits, dashes) and stay the same from one flow run to the next, so
+Prefect shows each key's artifacts as the versions of one artifact. Secrets never reach them: configurations are
+shown as :func:`nemorun_core.secrets.redact` leaves them (values of secret-named settings and key material replaced by
+``<redacted>``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from nemorun_core.errors import SerializationError
+from nemorun_core.executors.base import Executor, JobHandle, JobStatus
+from nemorun_core.secrets import redact
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key from ``parts``: lowercase, every run of other characters turned into one dash."""
+    text = "-".join(parts).lower()
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]+", "-", text)).strip("-") or "nemorun"
+
+
+def readable_yaml(value: Any) -> str:
+    """YAML of a config or executor for people, secrets redacted.
+
+    The portable form (names only) when there is one; otherwise the payload form with its cloudpickled parts
+    left out (a function defined inside another one, a lambda).
+    """
+    import yaml
+
+    from nemorun_core.config import serialize
+
+    try:
+        data = serialize.encode(value)
+    except SerializationError:
+        data = _without_pickles(serialize.encode(value, payload=True))
+    return yaml.safe_dump(redact(data), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _without_pickles(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: ("<cloudpickled>" if k == "_pickle_" else _without_pickles(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_without_pickles(v) for v in data]
+    return data
+
+
+def _flow_name() -> str:
+    from prefect.runtime import flow_run
+
+    return flow_run.flow_name or "no-flow"
+
+
+def _log_location(executor: Executor, handle: JobHandle) -> str:
+    where = getattr(executor, "log_location", None)
+    return str(where(handle)) if callable(where) else ""
+
+
+def task_markdown(spec: Any, handle: JobHandle) -> str:
+    """The markdown of :func:`task_submitted` (no Prefect call: tests and other renderers use it too)."""
+    executor = spec.executor
+    rows = [("task", spec.name), ("job key", handle.key), ("backend", handle.backend), ("job id", handle.job_id),
+            ("job directory", handle.job_dir), ("log", _log_location(executor, handle))]
+    table = "\n".join(f"| {name} | `{value}` |" for name, value in rows if value)
+    return (f"# nemorun task `{spec.name}`\n\n| | |\n|---|---|\n{table}\n\n"
+            f"## Configuration ({spec.kind})\n\n```yaml\n{readable_yaml(spec.task)}```\n\n"
+            f"## Executor ({executor.backend})\n\n```yaml\n{readable_yaml(executor)}```\n")
+
+
+def task_submitted(spec: Any, handle: JobHandle) -> Any:
+    """Create the markdown artifact of a task just submitted (in the current task or flow run); return its id.
+
+    A failure is logged, not raised (returns None): the job runs whether or not its artifact could be made.
+    """
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        return create_markdown_artifact(
+            markdown=task_markdown(spec, handle), key=artifact_key("nemorun", _flow_name(), spec.name, "config"),
+            description=f"nemorun task {spec.name!r}: job {handle.key} on {handle.backend}")
+    except Exception as exc:
+        _warn("could not create the configuration artifact of task %r: %s: %s", spec.name, type(exc).__name__, exc)
+        return None
+
+
+def _warn(message: str, *args: Any) -> None:
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        get_run_logger().warning(message, *args)
+    except MissingContextError:
+        from prefect.logging import get_logger
+
+        get_logger("nemorun_prefect").warning(message, *args)
+
+
+def job_rows(specs: list[Any], flow_run_id: str) -> list[dict[str, Any]]:
+    """One row per task of an experiment flow run, read back from the backends (the latest job each task recorded).
+
+    Tasks that were never submitted get the state ``NOT SUBMITTED``. One ``status_many`` call per executor config.
+    """
+    from nemorun_prefect.tasks import recorded_job
+
+    found: list[tuple[Any, JobHandle]] = []
+    rows: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        recorded = recorded_job(spec.name, flow_run_id)
+        handle = recorded[1].job_handle() if recorded is not None and recorded[1].handle else None
+        rows[spec.name] = {"task": spec.name, "backend": spec.executor.backend, "job id": "", "state": "NOT SUBMITTED",
+                           "exit code": None, "log": "", "duration (s)": None, "message": ""}
+        if handle is not None:
+            found.append((spec, handle))
+    for executor, group in _by_executor(found):
+        statuses = executor.status_many([h for _, h in group])
+        for spec, handle in group:
+            status: JobStatus = statuses[handle]
+            rows[spec.name].update({"job id": handle.job_id, "state": status.state.value,
+                                    "exit code": status.exit_code, "log": _log_location(executor, handle),
+                                    "duration (s)": _duration(executor, handle),
+                                    "message": (status.message or "")[:300]})
+    return list(rows.values())
+
+
+def _by_executor(found: list[tuple[Any, JobHandle]]) -> list[tuple[Executor, list[tuple[Any, JobHandle]]]]:
+    groups: list[tuple[Executor, list[tuple[Any, JobHandle]]]] = []
+    for spec, handle in found:
+        for executor, members in groups:
+            if executor == spec.executor:
+                members.append((spec, handle))
+                break
+        else:
+            groups.append((spec.executor, [(spec, handle)]))
+    return groups
+
+
+def _duration(executor: Executor, handle: JobHandle) -> float | None:
+    """Seconds the task ran, from the runner's ``status.json`` (None for scripts and jobs still running)."""
+    try:
+        raw = executor.fetch_file(handle, "status.json")
+        data = json.loads(raw) if raw else {}
+        return round(float(data["finished_at"]) - float(data["started_at"]), 2)
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def experiment_table(specs: list[Any], flow_run_id: str) -> Any:
+    """Create the job-table artifact of an experiment flow run (in the current flow run); return its id.
+
+    A failure (a backend that cannot be reached...) is logged, not raised (returns None): the flow's outcome is
+    that of its tasks.
+    """
+    from prefect.artifacts import create_table_artifact
+
+    flow_name = _flow_name()
+    try:
+        return create_table_artifact(table=job_rows(specs, flow_run_id),
+                                     key=artifact_key("nemorun", flow_name, "jobs"),
+                                     description=f"nemorun jobs of flow run {flow_run_id} ({flow_name})")
+    except Exception as exc:
+        _warn("could not create the job table artifact: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+__all__ = ["artifact_key", "experiment_table", "job_rows", "readable_yaml", "task_markdown", "task_submitted"]

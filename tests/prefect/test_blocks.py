@@ -1,0 +1,242 @@
+"""nemorun_prefect.blocks: saved on and loaded from a real Prefect API, secrets kept out of what it stores and of
+what a flow run leaves behind, registration by the CLI and by Prefect's collections entry point, and a flow that
+runs a job on the real Slurm cluster over SSH with the key from a block."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+import nemorun_core as run
+from nemorun_core.config import serialize
+from nemorun_core.errors import ConfigError
+from tests.integration import _tasks, services
+from tests.prefect.test_artifacts import _artifacts
+
+pytestmark = pytest.mark.prefect
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SECRET = "sk-abcdefghijklmnopqrstuvwxyz012345"
+SLUGS = frozenset({"nemorun-executor", "nemorun-ssh-cluster"})
+
+
+def secret_digest(name: str) -> str:
+    """The sha256 of environment variable ``name`` in the job: proves it arrived without returning it."""
+    return hashlib.sha256(os.environ.get(name, "").encode()).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
+
+
+def _document(name: str, slug: str, *, include_secrets: bool):
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_block_document_by_name(name, slug, include_secrets=include_secrets)
+
+
+def _files_containing(root: str, needle: str) -> list[str]:
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                if needle.encode() in f.read():
+                    found.append(os.path.join(folder, name))
+    return found
+
+
+def _cluster_block(name: str, job_dir: str):
+    from nemorun_prefect.blocks import NemorunSSHCluster
+
+    ssh = services.ssh()
+    with open(ssh.key) as f, open(ssh.known_hosts) as g:
+        key_text, known_hosts = f.read(), g.read()
+    NemorunSSHCluster(host=ssh.host, port=ssh.port, user=ssh.user, job_dir=job_dir, known_hosts=known_hosts,
+                      private_key=key_text).save(name, overwrite=True)
+    return NemorunSSHCluster.load(name), key_text, known_hosts
+
+
+def _key_line(key_text: str) -> str:
+    return key_text.splitlines()[1]  # a line of the key's body: never a header shared by other keys
+
+
+# -- registration -----------------------------------------------------------------------------------------------------
+def test_prefect_block_register_cli_registers_both_block_types(prefect_harness: None) -> None:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
+
+    with get_client(sync_client=True) as client:
+        for slug in SLUGS:  # start from a server without them (a save elsewhere in the session registers them)
+            try:
+                client.delete_block_type(client.read_block_type_by_slug(slug).id)
+            except ObjectNotFound:
+                pass
+        assert not SLUGS & {t.slug for t in client.read_block_types()}
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    prefect_cli = os.path.join(os.path.dirname(sys.executable), "prefect")
+    proc = subprocess.run([prefect_cli, "block", "register", "-m", "nemorun_prefect.blocks"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Successfully registered 2 blocks" in proc.stdout, proc.stdout
+    with get_client(sync_client=True) as client:
+        types = {t.slug: t for t in client.read_block_types()}
+        assert SLUGS <= set(types)
+        schema = client.get_most_recent_block_schema_for_block_type(types["nemorun-ssh-cluster"].id)
+    assert {"private_key", "passphrase"} <= set(schema.fields["secret_fields"]), schema.fields["secret_fields"]
+
+
+def test_prefect_loads_the_blocks_through_the_collections_entry_point(tmp_path) -> None:
+    # What a Prefect server does at start (load the collections, register every block class it then knows) and what
+    # Block.load does for an unknown type, in a process that never imports nemorun_prefect itself (cwd elsewhere).
+    code = ("from prefect.plugins import load_prefect_collections\n"
+            "from prefect.blocks.core import Block\n"
+            "from prefect.utilities.dispatch import get_registry_for_type\n"
+            "print(type(load_prefect_collections().get('nemorun_prefect')).__name__)\n"
+            "print(sorted(k for k in get_registry_for_type(Block) if k.startswith('nemorun')))\n"
+            "print(Block.get_block_class_from_key('nemorun-ssh-cluster').__qualname__)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=str(tmp_path), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["module", "['nemorun-executor', 'nemorun-ssh-cluster']",
+                                        "NemorunSSHCluster"], proc.stdout + proc.stderr
+
+
+# -- the executor block -------------------------------------------------------------------------------------------------
+def test_executor_block_round_trip_and_no_secret_in_the_api_or_a_task_run(prefect_harness: None, tmp_path) -> None:
+    from prefect import flow
+
+    from nemorun_prefect import NemorunExecutorBlock, submit_nemorun_task, wait_nemorun_task
+
+    executor = run.LocalExecutor(env_vars={"WANDB_API_KEY": SECRET, "MODE": "fast"}, cancel_grace_s=2.0)
+    NemorunExecutorBlock.from_executor(executor).save("local-with-secret", overwrite=True)
+    assert NemorunExecutorBlock.load("local-with-secret").executor() == executor
+
+    hidden = _document("local-with-secret", "nemorun-executor", include_secrets=False)
+    assert SECRET not in hidden.model_dump_json()
+    assert hidden.data["executor_config"]["env_vars"] == {"WANDB_API_KEY": "<redacted>", "MODE": "fast"}
+    shown = _document("local-with-secret", "nemorun-executor", include_secrets=True)
+    assert shown.data["secrets"] == {"env_vars": {"WANDB_API_KEY": SECRET}}  # stored (encrypted), not lost
+
+    @flow
+    def block_flow() -> tuple:
+        loaded = NemorunExecutorBlock.load("local-with-secret").executor()
+        ref = submit_nemorun_task(run.Partial(secret_digest, name="WANDB_API_KEY"), loaded, name="uses-secret")
+        return ref, wait_nemorun_task(ref)
+
+    state = block_flow(return_state=True)
+    assert state.is_completed(), state
+    ref, digest = state.result()
+    assert digest == hashlib.sha256(SECRET.encode()).hexdigest()  # the job got the value
+    assert SECRET not in json.dumps(dataclasses.asdict(ref)) and SECRET not in repr(state.result())
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    assert artifacts and all(SECRET not in str(a.data) for a in artifacts)
+    assert _files_containing(os.environ["NEMORUN_HOME"], SECRET) == []  # job files, records, logs
+
+
+def test_split_and_merge_secrets_round_trip_at_any_depth() -> None:
+    from nemorun_prefect.blocks import merge_secrets, split_secrets
+
+    pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    data = {"_target_": "x:Y", "_instance_": True, "env_vars": {"HF_TOKEN": "hf_x", "A": "1"},
+            "items": [{"a": 1}, {"password": "p4ss", "b": 2}], "note": pem, "passphrase_env": "VAR", "empty_token": ""}
+    public, secret = split_secrets(data)
+    assert "hf_x" not in json.dumps(public) and "p4ss" not in json.dumps(public) and "AAAA" not in json.dumps(public)
+    assert public["passphrase_env"] == "VAR" and public["env_vars"]["A"] == "1"  # names of variables stay
+    assert secret == {"env_vars": {"HF_TOKEN": "hf_x"}, "items": {"1": {"password": "p4ss"}}, "note": pem}
+    assert merge_secrets(public, secret) == data
+    assert split_secrets({"a": 1}) == ({"a": 1}, None)
+
+
+def test_bad_executor_blocks_are_clear_errors_naming_the_field() -> None:
+    from nemorun_prefect.blocks import NemorunExecutorBlock, NemorunSSHCluster
+
+    with pytest.raises(ConfigError, match=r"from_executor\.executor: expected a nemorun executor .* got str"):
+        NemorunExecutorBlock.from_executor("slurm")
+    with pytest.raises(ConfigError, match=r"executor_config: not an executor's config .*from_executor"):
+        NemorunExecutorBlock(executor_config={"hidden_size": 3}).executor()
+    with pytest.raises(ConfigError, match=r"executor_config: .*LocalTunnel is not a nemorun executor class"):
+        NemorunExecutorBlock(executor_config={"_target_": "nemorun_core.tunnel.local:LocalTunnel",
+                                              "_instance_": True, "job_dir": "/x"}).executor()
+    with pytest.raises(ConfigError, match=r"executor_config: cannot import module 'no_such_module'.*install"):
+        NemorunExecutorBlock(executor_config={"_target_": "no_such_module:Executor", "_instance_": True}).executor()
+    slurm = NemorunExecutorBlock.from_executor(run.SlurmExecutor(partition="debug"))
+    slurm.executor_config["tunnel"] = None  # as a config written by hand, with no tunnel
+    with pytest.raises(ConfigError, match=r"ssh_cluster: this SlurmExecutor has no tunnel and the block no "
+                                          r"ssh_cluster: set ssh_cluster"):
+        slurm.executor()
+    unsaved = NemorunSSHCluster(host="login", user="me", job_dir="/scratch")
+    with pytest.raises(ConfigError, match=r"ssh_cluster: LocalExecutor takes no tunnel"):
+        NemorunExecutorBlock.from_executor(run.LocalExecutor(), ssh_cluster=unsaved)
+    with pytest.raises(ConfigError, match=r"ssh_cluster: save the NemorunSSHCluster block first"):
+        NemorunExecutorBlock.from_executor(run.SlurmExecutor(partition="debug"), ssh_cluster=unsaved)
+    with pytest.raises(ConfigError, match=r"private_key: not a private key: paste the content of the key file"):
+        NemorunSSHCluster(host="login", user="me", job_dir="/scratch", private_key="~/.ssh/id_ed25519").tunnel()
+    with pytest.raises(ValidationError, match="host_key_policy"):
+        NemorunSSHCluster(host="login", user="me", job_dir="/scratch", host_key_policy="trust-all")
+
+
+# -- the SSH cluster block, for real ------------------------------------------------------------------------------------
+@pytest.mark.ssh
+def test_cluster_block_keeps_the_key_secret_and_its_tunnel_only_a_variable_name(prefect_harness: None) -> None:
+    cluster, key_text, known_hosts = _cluster_block("ci-login", services.slurm().job_dir)
+    line = _key_line(key_text)
+    hidden = _document("ci-login", "nemorun-ssh-cluster", include_secrets=False)
+    assert line not in hidden.model_dump_json() and hidden.data["private_key"] != key_text
+    assert _document("ci-login", "nemorun-ssh-cluster", include_secrets=True).data["private_key"] == key_text
+
+    tunnel = cluster.tunnel()
+    assert tunnel.identity is None and os.environ[tunnel.identity_env] == key_text
+    assert tunnel.identity_env.startswith("NEMORUN_SECRET_") and line not in json.dumps(serialize.encode(tunnel))
+    with open(tunnel.known_hosts) as f:
+        assert f.read() == known_hosts  # the known_hosts text became a file for paramiko
+    assert tunnel.run("echo logged in as $(id -un)").stdout.strip() == f"logged in as {services.ssh().user}"
+
+
+@pytest.mark.slurm
+@pytest.mark.ssh
+def test_flow_runs_a_slurm_job_with_the_key_from_the_cluster_block(prefect_harness: None) -> None:
+    from prefect import flow
+
+    from nemorun_prefect import NemorunExecutorBlock, submit_nemorun_task, wait_nemorun_task
+
+    slurm = services.slurm()
+    cluster, key_text, _ = _cluster_block("ci-slurm-login", slurm.job_dir)
+    executor = run.SlurmExecutor(partition=slurm.partition, account=slurm.account, python=slurm.python,
+                                 time="00:05:00", env_vars={"PYTHONPATH": REPO, "WANDB_API_KEY": SECRET})
+    NemorunExecutorBlock.from_executor(executor, ssh_cluster=cluster).save("ci-slurm", overwrite=True)
+    stored = _document("ci-slurm", "nemorun-executor", include_secrets=False)
+    assert stored.block_document_references["ssh_cluster"]["block_document"]["name"] == "ci-slurm-login"
+    assert stored.data["executor_config"]["tunnel"] is None
+    assert _key_line(key_text) not in _document("ci-slurm", "nemorun-executor", include_secrets=False).model_dump_json()
+
+    @flow
+    def slurm_flow() -> tuple:
+        loaded = NemorunExecutorBlock.load("ci-slurm").executor()
+        ref = submit_nemorun_task(run.Partial(_tasks.add, a=20, b=22), loaded, name="add")
+        return ref, wait_nemorun_task(ref)
+
+    state = slurm_flow(return_state=True)
+    assert state.is_completed(), state
+    ref, value = state.result()
+    assert value == 42 and ref.handle["backend"] == "slurm"
+    tunnel = ref.executor["tunnel"]
+    assert tunnel["identity"] is None and tunnel["identity_env"].startswith("NEMORUN_SECRET_")
+    ref_json = json.dumps(dataclasses.asdict(ref))
+    assert _key_line(key_text) not in ref_json and SECRET not in ref_json
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    assert artifacts and all(_key_line(key_text) not in str(a.data) and SECRET not in str(a.data) for a in artifacts)
+    assert _files_containing(os.environ["NEMORUN_HOME"], _key_line(key_text)) == []
+    # ... nor on the cluster, in the job's directory (the secret env value travels on the submit's stdin)
+    remote = cluster.tunnel().run(f"grep -rlF -e {SECRET} {ref.handle['job_dir']}", check=False)
+    assert remote.exit_code == 1 and remote.stdout == "", remote  # 1: searched, nothing found (2 would be an error)
