@@ -59,3 +59,23 @@ def airflow_db() -> str:
 def airflow_cli(airflow_db: str) -> AirflowCli:
     """Runs ``airflow ARGS`` (a subprocess, as a user would) against the migrated session database."""
     return _airflow_cli
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real Airflow deployment (api-server, scheduler, dag-processor, triggerer; tests/airflow/_server.py) for the
+    session, with its own AIRFLOW_HOME, on 127.0.0.1. Tests put DAG files in with ``server.write_dag``.
+
+    Its components get the repository on PYTHONPATH (DAG files import test helpers) and a NEMORUN_HOME of their own.
+    """
+    from tests.airflow._server import AirflowServer
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    home = tmp_path_factory.mktemp("airflow-server")
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p),
+           "NEMORUN_HOME": str(home / "nemorun-home")}
+    server = AirflowServer.start(str(home / "airflow"), env=env)
+    try:
+        yield server
+    finally:
+        server.stop()

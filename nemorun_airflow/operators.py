@@ -1,0 +1,470 @@
+"""``NemorunOperator``: run one nemorun task (a ``run.Partial``, ``run.Config`` or ``run.Script``) on any executor.
+
+    import nemorun_core as run
+    from nemorun_airflow import NemorunOperator
+
+    train = NemorunOperator(
+        task_id="train",
+        task=run.Partial(train_fn, lr=3e-4),
+        executor=run.SlurmExecutor(partition="a100", account="dept", time="04:00:00"),
+        ssh_conn_id="slurm_login",                     # the executor's tunnel comes from this Airflow connection
+        overrides=["data.date={{ ds }}", "lr={{ params.lr }}"],
+        deferrable=True,
+    )
+
+The operator submits the job, streams its log lines into the task log and pushes a small dict to XCom: the job's
+handle, final state, exit code, log location and the task's return value (when it is JSON and small). A job that
+ends FAILED or CANCELLED fails the task with an ``AirflowException`` naming the job, its exit status and its log.
+
+Re-attach, never resubmit. The job key is stable per task instance (dag id, run id, task id, map index) plus an
+attempt number. A retried or cleared task first looks for its job, the way Airflow 3.3's ``ResumableJobMixin`` does:
+the handle kept in the task state store is asked for its status (running or pending: follow it; succeeded: return its
+result without running again; failed, cancelled or gone: submit a fresh job under the next attempt's key), and
+``executor.find`` by key covers what the store cannot: a worker that died between submitting and recording the
+handle, and Airflow versions without a task state store.
+
+The mixin itself is not inherited: its ``execute_resumable`` submits and polls in one synchronous call (no place to
+defer to the triggerer), resubmits under the same external id space (nemorun needs a new key per attempt, or the
+backend's idempotency would hand back the failed job), and reads the store only, without the ``find`` fallback.
+The same decisions are made here, on :class:`~nemorun_core.executors.base.JobState` values instead of raw strings.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from nemorun_core.errors import ConfigError, ExperimentError
+from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from nemorun_core.experiment.tasks import TaskSpec
+
+#: Key of the task state store entry that holds ``{"attempt": n, "handle": {...}}`` of the task instance's job.
+STATE_KEY = "nemorun_job"
+#: Default limit for the task's return value in XCom (JSON bytes); larger values are left in the job directory.
+XCOM_RESULT_MAX_BYTES = 64 * 1024
+_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+_TEMPLATED = ("{{", "{%")
+
+
+def job_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, attempt: int = 0) -> str:
+    """The job key of a task instance's ``attempt``: ``airflow-<dag>-<run>-<hash>/<task>[-<map index>]/<attempt>``.
+
+    Ids are made safe for file names, Slurm job names and container labels; the hash of the exact dag and run ids
+    keeps two runs apart when their safe forms coincide.
+    """
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:8]
+    task = _slug(task_id, 60) + (f"-{map_index}" if map_index is not None and map_index >= 0 else "")
+    return f"airflow-{_slug(dag_id, 60)}-{_slug(run_id, 60)}-{digest}/{task}/{int(attempt)}"
+
+
+def job_dir_for(key: str) -> str:
+    """Where the job's local files live: ``$NEMORUN_HOME/airflow/<run part>/<task part>[/attempt-N]``."""
+    from nemorun_core.experiment.store import default_home
+
+    from nemorun_core.experiment.jobref import attempt_dir
+
+    run_part, task_part, _ = key.split("/")
+    return attempt_dir(os.path.join(default_home(), "airflow", run_part, task_part), key)
+
+
+def _slug(text: str, limit: int) -> str:
+    return (_SLUG.sub("-", str(text)).strip("-.") or "x")[:limit]
+
+
+class NemorunOperator(BaseOperator):
+    """Submit a nemorun task as a job, stream its log, wait (in the worker or the triggerer) and return a summary.
+
+    Args:
+        task: what to run: ``run.Partial`` (built, then called), ``run.Config`` (built) or ``run.Script``.
+        executor: where to run it (default ``run.LocalExecutor()``).
+        ssh_conn_id: an Airflow ``ssh`` connection; the executor's tunnel is built from it (see
+            :class:`~nemorun_airflow.hooks.NemorunSSHHook`) in every process that reaches the job, so no key is ever
+            stored with the DAG, in XCom or in trigger kwargs.
+        name: the job's name (default: the task id).
+        overrides: ``path=value`` overrides in the ``nemorun`` command-line grammar, applied to ``task`` before
+            submission; templated (``"data.date={{ ds }}"``). Overrides without a template are checked when the
+            DAG is parsed.
+        deferrable: wait in the triggerer instead of the worker (default: ``[operators] default_deferrable``).
+        poll_interval: seconds between status and log polls.
+        xcom_result_max_bytes: the task's return value goes to XCom only when its JSON is at most this long.
+        references: where ``{name.output...}`` and ``{name.dir}`` in ``task`` find their values: experiment task
+            name -> the Airflow task id whose XCom holds it (default: the name itself). Set by
+            :func:`~nemorun_airflow.task_group.experiment_task_group`.
+        airflow_executor: the Airflow executor that runs this task (BaseOperator's ``executor``, renamed here).
+        **kwargs: passed to ``BaseOperator`` (``task_id``, ``retries``, ``pool``...).
+
+    Raises:
+        ConfigError, ExperimentError: at DAG parse time, for an invalid task, executor or override.
+    """
+
+    template_fields: Sequence[str] = ("overrides",)
+    template_fields_renderers = {"overrides": "json"}
+    ui_color = "#76b900"
+
+    def __init__(
+        self,
+        *,
+        task: Any,
+        executor: Executor | None = None,
+        ssh_conn_id: str | None = None,
+        name: str | None = None,
+        overrides: Sequence[str] | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        xcom_result_max_bytes: int = XCOM_RESULT_MAX_BYTES,
+        references: Mapping[str, str] | None = None,
+        airflow_executor: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # BaseOperator's own ``executor`` (which Airflow executor runs the task) is ``airflow_executor`` here.
+        super().__init__(executor=airflow_executor, **kwargs)
+        from nemorun_core.experiment.store import check_name
+        from nemorun_core.experiment.tasks import normalize_task
+
+        self.job_task = normalize_task(task, {})
+        _check_importable(self.job_task, self.task_id)
+        self.job_executor = _check_executor(executor, self.task_id)
+        self.ssh_conn_id = ssh_conn_id
+        if ssh_conn_id and not hasattr(self.job_executor, "tunnel"):
+            raise ConfigError(f"ssh_conn_id={ssh_conn_id!r} was given, but {type(self.job_executor).__name__} does not "
+                              "reach its jobs through a tunnel: drop ssh_conn_id, or use run.SlurmExecutor",
+                              path=f"{self.task_id}.ssh_conn_id")
+        self.job_name = check_name(name or _slug(self.task_id, 128), "job name")
+        self.overrides = _check_overrides(overrides, self.job_task, self.task_id)
+        self.deferrable = deferrable
+        if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
+            raise ConfigError(f"poll_interval must be a positive number of seconds, not {poll_interval!r}",
+                              path=f"{self.task_id}.poll_interval")
+        self.poll_interval = float(poll_interval)
+        if not isinstance(xcom_result_max_bytes, int) or xcom_result_max_bytes < 0:
+            raise ConfigError(f"xcom_result_max_bytes must be an int >= 0, not {xcom_result_max_bytes!r}",
+                              path=f"{self.task_id}.xcom_result_max_bytes")
+        self.xcom_result_max_bytes = xcom_result_max_bytes
+        self.references = dict(references or {})
+        self._following: tuple[Executor, JobHandle] | None = None
+
+    # -- Airflow entry points -------------------------------------------------------------------------------------
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # Before Airflow stores the rendered fields: secret values that overrides bring in are masked there too.
+        _mask(self._secrets(self.job_executor))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        executor = self._executor()
+        spec = self._spec(context, executor)
+        secrets = self._secrets(executor, spec.task)
+        _mask(secrets)
+        handle, status = self._attach_or_submit(spec, context)
+        if status is not None and status.state is JobState.SUCCEEDED:
+            self.log.info("job %s already succeeded: not run again", handle.key)
+            return self._summary(spec, handle, status, secrets)
+        if self.deferrable:
+            from nemorun_airflow.triggers import NemorunJobTrigger
+            from nemorun_core.experiment.jobref import executor_config
+            from nemorun_core.secrets import secret_digests
+
+            self.defer(trigger=NemorunJobTrigger(handle=handle.to_dict(), executor=executor_config(executor),
+                                                 ssh_conn_id=self.ssh_conn_id, offset=0,
+                                                 poll_interval=self.poll_interval, masks=secret_digests(secrets)),
+                       method_name="execute_complete")
+        # Kept when follow() raises: Airflow calls on_kill after an execution timeout has unwound execute().
+        self._following = (executor, handle)
+        status, _ = follow(executor, handle, 0, self.poll_interval, self.log, secrets)
+        self._following = None
+        return self._summary(spec, handle, status, secrets)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: print what the log gained since, then succeed or fail like ``execute``."""
+        from nemorun_core.experiment.jobref import result_spec
+        from nemorun_core.secrets import redact_text
+
+        executor = self._executor()
+        handle = JobHandle.from_dict(event["handle"])
+        secrets = self._secrets(executor)
+        if event.get("error"):
+            raise AirflowException(f"following job {handle.key} ({handle.backend} {handle.job_id}) failed: "
+                                   f"{event['error']}; the job may still be running: a retry re-attaches to it")
+        for line in executor.logs(handle, offset=int(event.get("offset", 0))):
+            self.log.info("%s", redact_text(line, secrets))
+        status = JobStatus.from_dict(event["status"])
+        spec = result_spec(self.job_name, _kind(self.job_task), executor, handle)
+        return self._summary(spec, handle, status, secrets)
+
+    def on_kill(self) -> None:
+        """Cancel the job this worker is following (Airflow calls this when the task is killed or times out)."""
+        following = self._following
+        if following is None:
+            return
+        executor, handle = following
+        self.log.info("task killed: cancelling job %s (%s %s)", handle.key, handle.backend, handle.job_id)
+        executor.cancel(handle)
+
+    # -- steps ----------------------------------------------------------------------------------------------------
+    def _executor(self) -> Executor:
+        from nemorun_airflow.hooks import connect_executor
+
+        return connect_executor(self.job_executor.clone(), self.ssh_conn_id)
+
+    def _spec(self, context: Context, executor: Executor) -> TaskSpec:
+        """The task with the rendered overrides applied and references resolved, checked: nothing is submitted yet."""
+        from nemorun_core.cli.overrides import apply_overrides
+        from nemorun_core.experiment.tasks import TaskSpec, check_task, referenced_tasks, resolve_references
+
+        task = self.job_task
+        try:
+            if self.overrides:
+                task = apply_overrides(copy.deepcopy(task), list(self.overrides))  # it edits in place
+            if referenced_tasks(task):
+                task = resolve_references(task, lambda dep, field: self._reference(context, dep, field))
+            spec = TaskSpec(self.job_name, task, executor, [])
+            check_task(spec)
+        except (ConfigError, ExperimentError) as exc:
+            # A bad input will not fix itself: no retry.
+            raise AirflowFailException(f"task {self.task_id!r}: {exc}") from exc
+        return spec
+
+    def _reference(self, context: Context, dep: str, field: str) -> Any:
+        task_id = self.references.get(dep, dep)
+        value = context["ti"].xcom_pull(task_ids=task_id)
+        if not isinstance(value, dict) or "handle" not in value:
+            raise ExperimentError(
+                f"'{{{dep}.{field}}}' refers to Airflow task {task_id!r}, which left no nemorun summary in XCom; "
+                f"make {task_id!r} a NemorunOperator upstream of {self.task_id!r} (references maps experiment task "
+                "names to task ids)")
+        if field == "dir":
+            return value["handle"]["job_dir"]
+        if "result" not in value:
+            raise ExperimentError(f"'{{{dep}.output}}': the result of {task_id!r} is not in XCom: "
+                                  f"{value.get('result_note', 'it returned nothing')}")
+        return value["result"]
+
+    def _attach_or_submit(self, spec: TaskSpec, context: Context) -> tuple[JobHandle, JobStatus | None]:
+        """The job to follow: the one this task instance submitted before when it can still be used, else a new one.
+
+        Returns the handle and, for a job that existed, its status (None for a job submitted now).
+        """
+        from nemorun_core.experiment.jobref import find_attempt, reusable
+        from nemorun_core.experiment.tasks import make_job
+
+        executor = spec.executor
+        ti = context["ti"]
+        store = context.get("task_state_store")
+        attempt = 0
+        saved = store.get(STATE_KEY) if store is not None else None
+        if isinstance(saved, dict) and saved.get("handle"):
+            handle = JobHandle.from_dict(saved["handle"])
+            status = executor.status(handle)
+            if reusable(status):
+                self.log.info("re-attaching to job %s (%s %s): %s", handle.key, handle.backend, handle.job_id,
+                              status.state.value)
+                return handle, status
+            attempt = int(saved.get("attempt", 0)) + 1
+            self.log.warning("job %s ended %s%s: submitting a fresh job (attempt %d)", handle.key,
+                             status.state.value, f" ({status.message})" if status.message else "", attempt)
+        # The store cannot know a job submitted just before a crash; the backend can, by key.
+        def key_of(n: int) -> str:
+            return job_key(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, n)
+
+        attempt, found, status = find_attempt(executor, key_of, job_dir_for, start=attempt)
+        if found is not None:
+            self.log.info("re-attaching to job %s (%s %s), found by its key: %s", found.key, found.backend,
+                          found.job_id, status.state.value)
+            _remember(store, attempt, found)
+            return found, status
+        key = key_of(attempt)
+        job_dir = job_dir_for(key)
+        os.makedirs(job_dir, exist_ok=True)
+        handle = executor.submit(make_job(spec, key, job_dir))
+        _remember(store, attempt, handle)
+        self.log.info("submitted job %s (%s %s), files in %s", key, handle.backend, handle.job_id, handle.job_dir)
+        return handle, None
+
+    def _summary(self, spec: TaskSpec, handle: JobHandle, status: JobStatus, secrets: list[str]) -> dict[str, Any]:
+        """The XCom value, or the task's failure for a job that did not succeed."""
+        import dataclasses
+
+        from nemorun_core.experiment.experiment import job_failure
+        from nemorun_core.secrets import redact, redact_text
+
+        spec = dataclasses.replace(spec, handle=handle)
+        if status.state is not JobState.SUCCEEDED:
+            raise AirflowException(redact_text(str(job_failure(spec, status)), secrets))
+        where = getattr(spec.executor, "log_location", None)
+        summary: dict[str, Any] = {
+            "name": spec.name, "handle": handle.to_dict(), "state": status.state.value,
+            "exit_code": status.exit_code, "log": where(handle) if callable(where) else None,
+        }
+        if spec.kind != "script":
+            summary.update(_result(spec, handle, self.xcom_result_max_bytes))
+        return _scrub(redact(summary), secrets)
+
+    def _secrets(self, executor: Executor, task: Any = None) -> list[str]:
+        """Secret values this task knows of: secret-named executor settings and task arguments, and overrides."""
+        from nemorun_core.config import serialize
+        from nemorun_core.secrets import is_secret_name, secret_values
+
+        data: list[Any] = []
+        for obj in (executor, self.job_task, task):
+            if obj is not None:
+                try:
+                    data.append(serialize.encode(obj, payload=True))
+                except Exception:  # a value that cannot be serialized has no name to judge it by
+                    pass
+        for text in self.overrides or ():
+            path, _, value = str(text).partition("=")
+            if is_secret_name(path.rsplit(".", 1)[-1].rstrip("+-")):
+                data.append({"secret": value.strip().strip("'\"")})
+        return secret_values(data)
+
+
+def follow(executor: Executor, handle: JobHandle, offset: int, poll_interval: float, log: Any,
+           secrets: Sequence[str] = ()) -> tuple[JobStatus, int]:
+    """Log the job's new lines until it is terminal; return its final status and the log offset reached.
+
+    Blocks. Each round is one ``poll_many`` call (status, then new lines); between rounds the executor's
+    ``wait_any`` returns early when the job may have changed.
+    """
+    from nemorun_core.secrets import redact_text
+
+    while True:
+        status, lines = executor.poll_many({handle: offset})[handle]
+        for line in lines:
+            log.info("%s", redact_text(line, list(secrets)))
+        offset += len(lines)
+        if status.is_terminal:
+            return status, offset
+        executor.wait_any([handle], poll_interval)
+
+
+def _remember(store: Any, attempt: int, handle: JobHandle) -> None:
+    if store is not None:
+        store.set(STATE_KEY, {"attempt": attempt, "handle": handle.to_dict()})
+
+
+def _result(spec: TaskSpec, handle: JobHandle, limit: int) -> dict[str, Any]:
+    """``{"result": value}`` when the return value is JSON of at most ``limit`` bytes, else ``{"result_note": why}``.
+
+    A value that is not JSON (the runner pickled it) is never unpickled here.
+    """
+    raw = spec.executor.fetch_file(handle, "result.json")
+    if raw is None:
+        return {"result_note": f"the job left no result.json in {handle.job_dir}"}
+    data = json.loads(raw)
+    if "value" not in data:
+        return {"result_note": f"the return value is not JSON; it is pickled in {handle.job_dir}/"
+                               f"{data.get('pickle', 'result.pkl')}"}
+    size = len(json.dumps(data["value"]))
+    if size > limit:
+        return {"result_note": f"the return value is {size} bytes of JSON, more than xcom_result_max_bytes={limit}; "
+                               f"it is in {handle.job_dir}/result.json"}
+    return {"result": data["value"]}
+
+
+def _scrub(value: Any, secrets: Sequence[str]) -> Any:
+    from nemorun_core.secrets import redact_text
+
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact_text(value, list(secrets))
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    return value
+
+
+def _mask(secrets: Sequence[str]) -> None:
+    """Register the values with Airflow's secrets masker (task log, rendered fields)."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # an Airflow 3 without it: nemorun's own redaction still applies
+        return
+    for value in secrets:
+        mask_secret(value)
+
+
+def _kind(task: Any) -> str:
+    """``"script"``, ``"partial"`` or ``"config"``, as ``TaskSpec.kind`` says."""
+    import fiddle as fdl
+
+    from nemorun_core.config.script import Script
+
+    if isinstance(task, Script):
+        return "script"
+    return "partial" if isinstance(task, fdl.Partial) else "config"
+
+
+def _check_importable(task: Any, task_id: str) -> None:
+    """Refuse functions and classes defined in the DAG file itself: Airflow imports DAG files under a made-up module
+    name (``unusual_prefix_<hash>_<file>``) that no job process can import."""
+    import fiddle as fdl
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, fdl.Buildable):
+            target = node.__fn_or_cls__
+            module = getattr(target, "__module__", "") or ""
+            if module.startswith("unusual_prefix_"):
+                name = getattr(target, "__qualname__", repr(target))
+                raise ConfigError(
+                    f"{name} is defined in the DAG file, which jobs cannot import (Airflow loads DAG files under a "
+                    "private module name); move it to a module that the job can import: an installed package, or a "
+                    "directory on the job's PYTHONPATH (executor env_vars)", path=path or f"{task_id}.task")
+            for key, value in node.__arguments__.items():
+                visit(value, f"{path or task_id + '.task'}.{key}")
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                visit(value, f"{path}[{i}]")
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                visit(value, f"{path}[{key!r}]")
+
+    visit(task, "")
+
+
+def _check_executor(executor: Any, task_id: str) -> Executor:
+    if executor is None:
+        from nemorun_core.executors.local import LocalExecutor
+
+        return LocalExecutor()
+    if not isinstance(executor, Executor):
+        raise ConfigError(f"executor must be a nemorun executor (run.LocalExecutor(), run.SlurmExecutor(...), ...), "
+                          f"not {type(executor).__name__}", path=f"{task_id}.executor")
+    return executor
+
+
+def _check_overrides(overrides: Any, task: Any, task_id: str) -> list[str]:
+    """Check what can be checked at parse time: the list's type, the syntax of every override without a template,
+    and that those before the first templated one apply to the task (later ones may depend on a templated value)."""
+    from nemorun_core.cli import grammar
+    from nemorun_core.cli.overrides import apply_overrides
+
+    if overrides is None:
+        return []
+    if isinstance(overrides, str) or not isinstance(overrides, (list, tuple)) or not all(
+            isinstance(o, str) for o in overrides):
+        raise ConfigError(f"overrides must be a list of 'path=value' strings, not {overrides!r}",
+                          path=f"{task_id}.overrides")
+    templated = [any(t in o for t in _TEMPLATED) for o in overrides]
+    for text, is_template in zip(overrides, templated):
+        if not is_template:
+            grammar.parse(text)
+    leading = list(overrides[:templated.index(True)] if True in templated else overrides)
+    if leading:
+        apply_overrides(copy.deepcopy(task), leading)
+    return list(overrides)
+
+
+__all__ = ["NemorunOperator", "STATE_KEY", "XCOM_RESULT_MAX_BYTES", "follow", "job_dir_for", "job_key"]

@@ -1,0 +1,242 @@
+"""``NemorunJobTrigger``: follow a nemorun job from Airflow's triggerer, with one backend poll per round for all jobs.
+
+A deferred :class:`~nemorun_airflow.operators.NemorunOperator` (or :class:`~nemorun_airflow.sensors.NemorunJobSensor`)
+hands the triggerer only plain, secret-free data: the job's handle, its executor's config with secrets redacted, the
+``ssh`` connection id to rebuild the tunnel from, a log line offset, the poll interval, and salted digests of the
+task's secret values. The trigger logs the job's new lines with those values redacted (they appear in the task's
+log) and fires one event when the job is terminal: its status and the offset reached, from where
+``execute_complete`` prints anything later.
+
+Batching: all triggers of one triggerer process whose jobs run on the same executor config (and connection) share
+one poller. Each round it makes a single ``executor.poll_many({handle: offset, ...})`` call in a worker thread, so
+a hundred deferred Slurm tasks on one cluster cost one SSH round trip per round, not a hundred, and the event loop
+never blocks on the backend.
+
+Cancelling: ``on_kill`` (called by Airflow 3.3's triggerer only when a user kills the deferred task: mark failed,
+mark success, clear) cancels the job. ``cleanup`` runs on every exit, including a triggerer restart or the trigger
+moving to another triggerer, so it cancels nothing (it is not overridden; the trigger leaves its poller when ``run``
+ends): the job keeps running and is followed again wherever the trigger resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from nemorun_core.executors.base import Executor, JobHandle, JobStatus
+
+log = logging.getLogger(__name__)
+
+# Consecutive failed poll rounds after which the waiting triggers fail (each failure is logged): a cluster that is
+# unreachable for a moment must not fail every deferred task, one that stays unreachable must not hang them forever.
+MAX_POLL_FAILURES = 5
+
+
+class NemorunJobTrigger(BaseTrigger):
+    """Fires one event when a nemorun job is terminal; logs its new lines meanwhile.
+
+    The event's payload: ``{"handle": {...}, "status": {...}, "offset": n}``, or ``{"handle": {...}, "error": "..."}``
+    when the job could not be followed (the executor could not be built, the backend stayed unreachable).
+
+    Args:
+        handle: the job's handle (``JobHandle.to_dict()``).
+        executor: the executor's config from :func:`nemorun_core.experiment.jobref.executor_config` (secrets
+            redacted; they come back from the triggerer's environment when it has them).
+        ssh_conn_id: the Airflow connection the executor's tunnel is built from, if any.
+        offset: the first log line (0-based) to log.
+        poll_interval: seconds between polls.
+        cancel_on_kill: cancel the job when the task is killed (False for a sensor: the job is not its own).
+        masks: salted digests of the task's secret values (:func:`nemorun_core.secrets.secret_digests`), so that
+            the job's lines are logged with them redacted although the triggerer is never given the values.
+    """
+
+    def __init__(self, handle: dict[str, Any], executor: dict[str, Any], ssh_conn_id: str | None = None,
+                 offset: int = 0, poll_interval: float = 5.0, cancel_on_kill: bool = True,
+                 masks: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.handle = dict(handle)
+        self.executor = dict(executor)
+        self.ssh_conn_id = ssh_conn_id
+        self.offset = int(offset)
+        self.poll_interval = float(poll_interval)
+        self.cancel_on_kill = bool(cancel_on_kill)
+        self.masks = dict(masks or {})
+        self._loaded: Executor | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("nemorun_airflow.triggers.NemorunJobTrigger", {
+            "handle": self.handle, "executor": self.executor, "ssh_conn_id": self.ssh_conn_id,
+            "offset": self.offset, "poll_interval": self.poll_interval, "cancel_on_kill": self.cancel_on_kill,
+            "masks": self.masks,
+        })
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from nemorun_core.secrets import secret_values
+
+        handle = JobHandle.from_dict(self.handle)
+        try:
+            executor = await self._executor()
+        except Exception as exc:
+            yield TriggerEvent({"handle": self.handle, "error": f"cannot build the executor: {exc}"})
+            return
+        secrets = secret_values(_plain(executor))
+        offset = self.offset
+        poller = _poller_for(self._group_key(), executor)
+        sub = poller.subscribe(handle, offset, self.poll_interval)
+        try:
+            while True:
+                update = await sub.queue.get()
+                if isinstance(update, BaseException):
+                    yield TriggerEvent({"handle": self.handle, "error": f"polling the job failed {MAX_POLL_FAILURES} "
+                                        f"times in a row; last error: {type(update).__name__}: {update}"})
+                    return
+                status, lines = update
+                if lines and (secrets or self.masks):
+                    lines = await asyncio.to_thread(self._redact, lines, secrets)
+                for line in lines:
+                    self.log.info("%s", line)
+                offset += len(lines)
+                if status.is_terminal:
+                    yield TriggerEvent({"handle": self.handle, "status": status.to_dict(), "offset": offset})
+                    return
+        finally:
+            poller.unsubscribe(sub)
+
+    def _redact(self, lines: list[str], secrets: list[str]) -> list[str]:
+        from nemorun_core.secrets import redact_digested, redact_text
+
+        return [redact_digested(redact_text(line, secrets), self.masks) for line in lines]
+
+    async def on_kill(self) -> None:
+        """The task was killed by a user: cancel the job (idempotent; a finished job keeps its state)."""
+        if not self.cancel_on_kill:
+            return
+        handle = JobHandle.from_dict(self.handle)
+        executor = await self._executor()
+        self.log.info("task killed: cancelling job %s (%s %s)", handle.key, handle.backend, handle.job_id)
+        await asyncio.to_thread(executor.cancel, handle)
+
+    async def _executor(self) -> Executor:
+        if self._loaded is None:
+            from nemorun_airflow.hooks import NemorunSSHHook, connect_executor, own_job_dir
+            from nemorun_core.experiment.jobref import load_executor
+
+            executor = await asyncio.to_thread(load_executor, self.executor)
+            if self.ssh_conn_id:
+                tunnel = await NemorunSSHHook(self.ssh_conn_id).aget_tunnel(job_dir=own_job_dir(executor))
+                executor = connect_executor(executor, self.ssh_conn_id, tunnel)
+            self._loaded = executor
+        return self._loaded
+
+    def _group_key(self) -> str:
+        return json.dumps({"executor": self.executor, "ssh_conn_id": self.ssh_conn_id}, sort_keys=True)
+
+
+def _plain(executor: Executor) -> Any:
+    from nemorun_core.config import serialize
+
+    try:
+        return serialize.encode(executor, payload=True)
+    except Exception:
+        return {}
+
+
+class _Subscription:
+    """One trigger's place in a poller: its job, the next log line it wants, and where its updates arrive."""
+
+    def __init__(self, handle: JobHandle, offset: int, interval: float) -> None:
+        self.handle = handle
+        self.offset = offset
+        self.interval = interval
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+
+class _Poller:
+    """Polls every subscribed job of one executor config with one ``poll_many`` call per round.
+
+    Lives on one event loop; starts its round loop with the first subscriber and ends when the last one leaves.
+    A round delivers to each subscriber its job's status and the lines past its own offset (two triggers may follow
+    one job from different offsets); a subscriber that got a terminal status is dropped at once.
+    """
+
+    def __init__(self, key: str, executor: Executor) -> None:
+        self.key = key
+        self.executor = executor
+        self.subscribers: list[_Subscription] = []
+        self.closed = False
+        self.rounds = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self, handle: JobHandle, offset: int, interval: float) -> _Subscription:
+        sub = _Subscription(handle, offset, interval)
+        self.subscribers.append(sub)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"nemorun-poller-{id(self)}")
+        return sub
+
+    def unsubscribe(self, sub: _Subscription) -> None:
+        if sub in self.subscribers:
+            self.subscribers.remove(sub)
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while self.subscribers:
+                subs = list(self.subscribers)
+                offsets: dict[JobHandle, int] = {}
+                for sub in subs:
+                    offsets[sub.handle] = min(sub.offset, offsets.get(sub.handle, sub.offset))
+                try:
+                    results = await asyncio.to_thread(self.executor.poll_many, offsets)
+                except Exception as exc:  # the backend's errors are many kinds; each is reported, none kills the loop
+                    failures += 1
+                    log.warning("nemorun poll of %d job(s) failed (%d in a row): %s", len(offsets), failures, exc)
+                    if failures >= MAX_POLL_FAILURES:
+                        for sub in subs:
+                            sub.queue.put_nowait(exc)
+                            self.unsubscribe(sub)
+                else:
+                    failures = 0
+                    self.rounds += 1
+                    for sub in subs:
+                        self._deliver(sub, offsets[sub.handle], results[sub.handle])
+                if not self.subscribers:
+                    break
+                await asyncio.sleep(min(sub.interval for sub in self.subscribers))
+        finally:
+            # No await between the last check of subscribers and this: a trigger subscribing now gets a new poller.
+            self.closed = True
+            pollers = _POLLERS.get(asyncio.get_running_loop())
+            if pollers is not None and pollers.get(self.key) is self:
+                del pollers[self.key]
+
+    def _deliver(self, sub: _Subscription, base: int, result: tuple[JobStatus, list[str]]) -> None:
+        status, lines = result
+        mine = lines[sub.offset - base:]
+        sub.offset += len(mine)
+        sub.queue.put_nowait((status, mine))
+        if status.is_terminal:
+            self.unsubscribe(sub)
+
+
+# Pollers by event loop, then by executor config. Module level because the triggers of one triggerer process share
+# nothing else: each is built from its own kwargs. Keyed by loop (weakly) since asyncio objects belong to one loop
+# (dag.test() runs each trigger in a fresh one).
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Poller]] = weakref.WeakKeyDictionary()
+
+
+def _poller_for(key: str, executor: Executor) -> _Poller:
+    pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
+    poller = pollers.get(key)
+    if poller is None or poller.closed:
+        poller = pollers[key] = _Poller(key, executor)
+    return poller
+
+
+__all__ = ["MAX_POLL_FAILURES", "NemorunJobTrigger"]

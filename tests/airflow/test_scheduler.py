@@ -1,0 +1,164 @@
+"""nemorun's operator under a real Airflow deployment: scheduler, LocalExecutor workers, triggerer, REST API.
+
+`dag.test()` (tests/airflow/test_operator.py) runs triggers inline in one process; here the task really defers,
+the triggerer process follows the job, a user's action in the API kills the deferred task, and everything is read
+back through the REST API, as a user would. The deployment is the session's `airflow_server` fixture
+(tests/airflow/_server.py).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.airflow, pytest.mark.local]
+
+SECRET_ARG = "tok-5ched-0123456789"
+SECRET_ENV = "wandb-5ched-9876543210"
+HEADER = """
+import datetime
+from airflow.sdk import DAG
+import nemorun_core as run
+from nemorun_airflow import NemorunOperator
+from tests.airflow import _jobs, _scheduled
+START = datetime.datetime(2026, 1, 1)
+"""
+
+
+def _dag(server, dag_id: str, body: str, **constants) -> None:
+    server.write_dag(f"{dag_id}.py", f"C = {constants!r}\n" + HEADER + textwrap.dedent(body))
+    server.wait_for_dag(dag_id)
+
+
+def _ti(server, dag_id: str, run_id: str, task_id: str) -> dict:
+    return server.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
+
+def _log(server, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    """The task's log as the API serves it (task and trigger lines), as JSON text."""
+    return json.dumps(server.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/"
+                                        f"{try_number}?full_content=true"))
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+@pytest.fixture
+def job_home(airflow_server, monkeypatch) -> str:
+    """The deployment's NEMORUN_HOME, also this process's: the core executor finds the jobs its workers submitted."""
+    home = airflow_server.env["NEMORUN_HOME"]
+    monkeypatch.setenv("NEMORUN_HOME", home)
+    return home
+
+
+def test_the_deployment_runs_a_plain_dag(airflow_server) -> None:
+    _dag(airflow_server, "nr_plain", """
+        from airflow.sdk import task
+
+        with DAG("nr_plain", schedule=None, start_date=START) as dag:
+            @task
+            def hello():
+                return {"answer": 42}
+            hello()
+    """)
+    run_id = airflow_server.trigger("nr_plain")["dag_run_id"]
+    assert airflow_server.wait_for_run("nr_plain", run_id)["state"] == "success"
+    xcom = airflow_server.api("GET", f"/api/v2/dags/nr_plain/dagRuns/{run_id}/taskInstances/hello/xcomEntries/"
+                                     "return_value?deserialize=true")
+    assert xcom["value"] == {"answer": 42}
+
+
+def test_deferred_task_is_followed_by_the_triggerer_and_succeeds(airflow_server, job_home, tmp_path) -> None:
+    marker = str(tmp_path / "runs")
+    _dag(airflow_server, "nr_sched_ok", """
+        with DAG("nr_sched_ok", schedule=None, start_date=START) as dag:
+            NemorunOperator(
+                task_id="train",
+                task=run.Partial(_scheduled.slow_train, marker=C["marker"], hidden_size=8, api_token=C["token"],
+                                 seconds=4),
+                executor=run.LocalExecutor(env_vars={"WANDB_API_KEY": C["wandb"]}),
+                deferrable=True, poll_interval=0.5)
+    """, marker=marker, token=SECRET_ARG, wandb=SECRET_ENV)
+    run_id = airflow_server.trigger("nr_sched_ok")["dag_run_id"]
+
+    seen: list[str] = []
+    triggers: list[dict] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ti = _ti(airflow_server, "nr_sched_ok", run_id, "train")
+        if not seen or seen[-1] != ti["state"]:
+            seen.append(ti["state"])
+        if ti.get("trigger"):
+            triggers.append(ti["trigger"])
+        if ti["state"] in ("success", "failed", "upstream_failed"):
+            break
+        time.sleep(0.3)
+    assert "deferred" in seen and seen[-1] == "success", seen
+    assert airflow_server.wait_for_run("nr_sched_ok", run_id)["state"] == "success"
+    assert triggers and triggers[0]["classpath"] == "nemorun_airflow.triggers.NemorunJobTrigger"
+    assert len(_lines(marker)) == 1, "the job ran once: execute_complete did not submit again"
+
+    xcom = airflow_server.api("GET", f"/api/v2/dags/nr_sched_ok/dagRuns/{run_id}/taskInstances/train/xcomEntries/"
+                                     "return_value?deserialize=true")["value"]
+    assert xcom["state"] == "SUCCEEDED" and xcom["exit_code"] == 0
+    assert xcom["result"]["checkpoint"] == "/ckpt/h8" and xcom["result"]["api_token"] != SECRET_ARG
+    assert xcom["handle"]["backend"] == "local" and xcom["handle"]["job_dir"].startswith(job_home)
+    import nemorun_core as run
+    from nemorun_core.executors.base import JobHandle, JobState
+
+    assert run.LocalExecutor().status(JobHandle.from_dict(xcom["handle"])).state is JobState.SUCCEEDED
+
+    log = _log(airflow_server, "nr_sched_ok", run_id, "train")
+    assert "step 3 of h8" in log, "the triggerer streamed the job's lines into the task log"
+    assert "training h8 token=" in log, "the line holding the secrets is logged, redacted"
+    for what, text in (("XCom", json.dumps(xcom)), ("trigger kwargs", json.dumps(triggers)), ("task log", log)):
+        leaks = [line for line in text.split("}, {") if SECRET_ARG in line or SECRET_ENV in line]
+        assert not leaks, f"a secret is in the {what}: {leaks}"
+
+
+def test_killing_the_deferred_task_cancels_its_job(airflow_server, job_home, tmp_path) -> None:
+    import nemorun_core as run
+    from nemorun_airflow.operators import job_dir_for, job_key
+    from nemorun_core.executors.base import JobState
+
+    marker = str(tmp_path / "runs")
+    _dag(airflow_server, "nr_sched_kill", """
+        with DAG("nr_sched_kill", schedule=None, start_date=START, max_active_runs=2) as dag:
+            NemorunOperator(task_id="long", task=run.Partial(_jobs.count_run, marker=C["marker"], value=1,
+                                                             seconds=300),
+                            deferrable=True, poll_interval=0.5)
+    """, marker=marker)
+    runs = {how: airflow_server.trigger("nr_sched_kill", run_id=f"kill-{how}")["dag_run_id"]
+            for how in ("task", "run")}
+    for run_id in runs.values():
+        airflow_server.wait_until(lambda r=run_id: _ti(airflow_server, "nr_sched_kill", r, "long")["state"],
+                                  lambda state: state == "deferred", 120, f"task of {run_id} to defer")
+        # Airflow calls a trigger's on_kill only once a triggerer runs it: wait for the job's first line, which the
+        # trigger logs into the task log.
+        airflow_server.wait_until(lambda r=run_id: _log(airflow_server, "nr_sched_kill", r, "long"),
+                                  lambda log: "counted run, returning 1" in log, 60, f"the trigger of {run_id}")
+    executor = run.LocalExecutor()
+    handles = {}
+    for how, run_id in runs.items():
+        key = job_key("nr_sched_kill", run_id, "long")
+        handles[how] = executor.find(key, job_dir_for(key))
+        assert handles[how] is not None and executor.status(handles[how]).state is JobState.RUNNING
+
+    airflow_server.api("PATCH", f"/api/v2/dags/nr_sched_kill/dagRuns/{runs['task']}/taskInstances/long",
+                       {"new_state": "failed"})
+    airflow_server.api("PATCH", f"/api/v2/dags/nr_sched_kill/dagRuns/{runs['run']}", {"state": "failed"})
+
+    for how, handle in handles.items():
+        status = airflow_server.wait_until(lambda h=handle: executor.status(h), lambda st: st.is_terminal, 60,
+                                           f"the job of the run killed by its {how} to end", interval=0.3)
+        assert status.state is JobState.CANCELLED, (how, status)
+        assert airflow_server.run_state("nr_sched_kill", runs[how])["state"] == "failed"
+    assert len(_lines(marker)) == 2, "one job per run, none resubmitted"
