@@ -164,7 +164,8 @@ class Pool:
         # test runner's capture, a logging config torn down first), and every message would print a traceback.
         import logging
 
-        logging.getLogger("paramiko").disabled = True
+        for name in [n for n in logging.root.manager.loggerDict if n == "paramiko" or n.startswith("paramiko.")]:
+            logging.getLogger(name).disabled = True  # each logger checks only its own flag
         self.close_all()
 
     def count(self, address: str, counter: str) -> None:
