@@ -21,7 +21,11 @@ from nemorun_core.config.buildable import Config, Partial, is_buildable, target_
 from nemorun_core.errors import ConfigError, NemorunError, SerializationError, did_you_mean
 
 # ``--executor NAME`` / ``executor=NAME``: module and class, imported only when named.
-EXECUTORS = {"local": ("nemorun_core.executors.local", "LocalExecutor")}
+EXECUTORS = {
+    "local": ("nemorun_core.executors.local", "LocalExecutor"),
+    "slurm": ("nemorun_core.executors.slurm", "SlurmExecutor"),
+    "docker": ("nemorun_core.executors.docker", "DockerExecutor"),
+}
 _IN_PROCESS = frozenset({"none", "null", "inline"})
 
 
@@ -66,6 +70,14 @@ def default_config(fn: Any, registry: FactoryRegistry | None = None) -> Partial:
         if cls is not None and all_defaulted(cls):
             setattr(cfg, name, Config(cls))
     return cfg
+
+
+def _raise_if_missing(missing: list[tuple[str, str]]) -> None:
+    if missing:
+        listed = ", ".join(f"{p} ({t})" for p, t in missing)
+        example = " ".join(f"{p}=VALUE" for p, _ in missing[:3])
+        raise UsageError(f"missing required argument{'s' if len(missing) > 1 else ''}: {listed}",
+                         f"set {'them' if len(missing) > 1 else 'it'} on the command line: {example}")
 
 
 def missing_required(cfg: Any, prefix: str = "", *, root: bool = True) -> list[tuple[str, str]]:
@@ -234,7 +246,10 @@ class Session:
             return None
         from nemorun_core.config.building import build
 
-        return build(value) if is_buildable(value) else value
+        if is_buildable(value):
+            _raise_if_missing(missing_required(value, "executor."))
+            return build(value)
+        return value
 
     def _named_executor(self, name: str, where: str) -> Any:
         key = name.lower()
@@ -251,12 +266,7 @@ class Session:
         return Config(getattr(importlib.import_module(module), cls))
 
     def _check(self, cfg: Partial) -> None:
-        missing = missing_required(cfg)
-        if missing:
-            listed = ", ".join(f"{p} ({t})" for p, t in missing)
-            example = " ".join(f"{p}=VALUE" for p, _ in missing[:3])
-            raise UsageError(f"missing required argument{'s' if len(missing) > 1 else ''}: {listed}",
-                             f"set {'them' if len(missing) > 1 else 'it'} on the command line: {example}")
+        _raise_if_missing(missing_required(cfg))
         try:
             from nemorun_core.config.validation import validate
         except ModuleNotFoundError as exc:  # the validation layer is optional to the CLI

@@ -57,7 +57,7 @@ def test_values_after_equals(session):
     assert complete(session, "model=") == ["model=my_model"]
     assert complete(session, "model=my") == ["model=my_model"]
     assert complete(session, "debug=") == ["debug=false", "debug=true"]
-    assert complete(session, "executor=") == ["executor=local", "executor=none"]
+    assert complete(session, "executor=") == ["executor=docker", "executor=local", "executor=none", "executor=slurm"]
     assert complete(session, "model.hidden_size=") == []
     s = Session(everything, info_of(everything), prog="train.py")
     assert candidates(s, 1, ["train.py", "precision="]) == ["precision=BF16", "precision=FP32"]
@@ -74,7 +74,7 @@ def test_files_after_at(session, tmp_path, monkeypatch):
     assert complete(session, "--factory", "@c") == ["@configs/"]
     assert complete(session, "--factory", "") == ["quick"]
     assert complete(session, "--to-yaml", "configs/") == ["configs/base.yaml", "configs/notes.txt"]
-    assert complete(session, "--executor", "") == ["local", "none"]
+    assert complete(session, "--executor", "") == ["docker", "local", "none", "slurm"]
 
 
 def test_bash_wordbreak_trimming(session, monkeypatch):

@@ -330,3 +330,29 @@ def test_docstring_parsing():
     assert doc.summary == "Summary line continues."
     assert doc.description == "More text."
     assert doc.params == {"a": "first and more.", "b": "second."}
+
+
+def test_executor_slurm_and_docker_by_name(monkeypatch, tmp_path):
+    """``--executor slurm|docker`` with ``executor.*`` settings; the tunnel from a YAML file; a missing image is a
+    clear error before anything launches."""
+    import nemorun_core.experiment.launch as launch
+    from nemorun_core.executors.docker import DockerExecutor
+    from nemorun_core.executors.slurm import SlurmExecutor
+    from nemorun_core.tunnel.ssh import SSHTunnel
+
+    seen = {}
+    monkeypatch.setattr(launch, "run", lambda task, executor=None, **kw: seen.update(executor=executor) or "ok")
+    tunnel = tmp_path / "tunnel.yaml"
+    tunnel.write_text("_target_: nemorun_core.tunnel.ssh.SSHTunnel\nhost: login.example.org\nuser: me\n"
+                      "job_dir: /scratch/me/nemorun\n")
+    run.cli.main(train_model, ["--executor", "slurm", "executor.partition=debug", "executor.account=a",
+                               "executor.time=00:10:00", f"executor.tunnel=@{tunnel}", "--yes", *BASE])
+    ex = seen["executor"]
+    assert isinstance(ex, SlurmExecutor) and (ex.partition, ex.account, ex.time) == ("debug", "a", "00:10:00")
+    assert ex.tunnel == SSHTunnel(host="login.example.org", user="me", job_dir="/scratch/me/nemorun")
+    run.cli.main(train_model, ["executor=docker", "executor.container_image=python:3.11", "--yes", *BASE])
+    assert isinstance(seen["executor"], DockerExecutor) and seen["executor"].container_image == "python:3.11"
+    seen.clear()
+    with pytest.raises(UsageError, match=r"missing required argument: executor.container_image \(str\)"):
+        run.cli.main(train_model, ["executor=docker", "--yes", *BASE])
+    assert seen == {}
