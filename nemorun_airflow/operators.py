@@ -128,38 +128,54 @@ class NemorunOperator(BaseOperator):
         airflow_executor: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if isinstance(task, _PartialArgs):
+            # A mapped instance, built from NemorunOperator.partial(): there ``executor`` is Airflow's.
+            airflow_executor, executor, task = executor, task.executor, task.task
         # BaseOperator's own ``executor`` (which Airflow executor runs the task) is ``airflow_executor`` here.
         super().__init__(executor=airflow_executor, **kwargs)
-        from nemorun_core.experiment.store import check_name
-        from nemorun_core.experiment.tasks import normalize_task
-
-        self.job_task = normalize_task(task, {})
-        _check_importable(self.job_task, self.task_id)
-        self.job_executor = _check_executor(executor, self.task_id)
+        checked = _check_arguments(self.task_id, task=task, executor=executor, ssh_conn_id=ssh_conn_id, name=name,
+                                   overrides=overrides, poll_interval=poll_interval,
+                                   xcom_result_max_bytes=xcom_result_max_bytes)
+        self.job_task, self.job_executor, self.job_name, self.overrides = checked
         self.ssh_conn_id = ssh_conn_id
-        if ssh_conn_id and not hasattr(self.job_executor, "tunnel"):
-            raise ConfigError(f"ssh_conn_id={ssh_conn_id!r} was given, but {type(self.job_executor).__name__} does not "
-                              "reach its jobs through a tunnel: drop ssh_conn_id, or use run.SlurmExecutor",
-                              path=f"{self.task_id}.ssh_conn_id")
-        self.job_name = check_name(name or _slug(self.task_id, 128), "job name")
-        self.overrides = _check_overrides(overrides, self.job_task, self.task_id)
         self.deferrable = deferrable
-        if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
-            raise ConfigError(f"poll_interval must be a positive number of seconds, not {poll_interval!r}",
-                              path=f"{self.task_id}.poll_interval")
         self.poll_interval = float(poll_interval)
-        if not isinstance(xcom_result_max_bytes, int) or xcom_result_max_bytes < 0:
-            raise ConfigError(f"xcom_result_max_bytes must be an int >= 0, not {xcom_result_max_bytes!r}",
-                              path=f"{self.task_id}.xcom_result_max_bytes")
         self.xcom_result_max_bytes = xcom_result_max_bytes
         self.references = dict(references or {})
         self._following: tuple[Executor, JobHandle] | None = None
 
+    @classmethod
+    def partial(cls, *, task_id: str, task: Any, executor: Executor | None = None,
+                airflow_executor: str | None = None, **kwargs: Any) -> Any:
+        """The arguments that every instance of a mapped task shares: ``NemorunOperator.partial(...).expand(...)``.
+
+        Takes the constructor's arguments (``executor`` is the nemorun executor, ``airflow_executor`` Airflow's) and
+        checks them when the DAG is parsed, as the constructor does; the expanded ones are checked when each instance
+        starts, before anything is submitted. Each instance gets its own job key (the map index is part of it).
+
+        The task and the executor are handed to Airflow as one opaque value: Airflow keeps the name ``executor`` for
+        its own executor, and writes every partial argument it does not know into the serialized DAG with ``str()``,
+        which would put the task's arguments and the executor's environment (secrets) there.
+
+        Raises:
+            ConfigError, ExperimentError: for an invalid task, executor or argument.
+        """
+        checks = {k: kwargs[k] for k in ("ssh_conn_id", "name", "overrides", "poll_interval", "xcom_result_max_bytes")
+                  if k in kwargs}
+        job_task, job_executor, _, _ = _check_arguments(task_id, task=task, executor=executor, **checks)
+        if airflow_executor is not None:
+            kwargs["executor"] = airflow_executor
+        return super().partial(task_id=task_id, task=_PartialArgs(job_task, job_executor), **kwargs)
+
     # -- Airflow entry points -------------------------------------------------------------------------------------
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        super().render_template_fields(context, jinja_env)
-        # Before Airflow stores the rendered fields: secret values that overrides bring in are masked there too.
-        _mask(self._secrets(self.job_executor))
+    def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Context, jinja_env: Any,
+                                   seen_oids: set[int]) -> None:
+        # The one rendering step that a plain task and a mapped instance both go through (a mapped task renders its
+        # instance with this method, not with render_template_fields).
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            # Before Airflow stores the rendered fields: secret values that overrides bring in are masked there too.
+            _mask(self._secrets(self.job_executor))
 
     def execute(self, context: Context) -> dict[str, Any]:
         executor = self._executor()
@@ -329,6 +345,22 @@ class NemorunOperator(BaseOperator):
         return secret_values(data)
 
 
+class _PartialArgs:
+    """The task and executor of a :meth:`NemorunOperator.partial`, kept from Airflow's serialized DAG: ``str()``
+    names the task's target and the executor's class only."""
+
+    __slots__ = ("task", "executor")
+
+    def __init__(self, task: Any, executor: Executor) -> None:
+        self.task = task
+        self.executor = executor
+
+    def __repr__(self) -> str:
+        target = getattr(self.task, "__fn_or_cls__", None)
+        what = getattr(target, "__qualname__", None) or type(self.task).__name__
+        return f"<nemorun task {what} on {type(self.executor).__name__}>"
+
+
 def follow(executor: Executor, handle: JobHandle, offset: int, poll_interval: float, log: Any,
            secrets: Sequence[str] = ()) -> tuple[JobStatus, int]:
     """Log the job's new lines until it is terminal; return its final status and the log offset reached.
@@ -434,6 +466,31 @@ def _check_importable(task: Any, task_id: str) -> None:
     visit(task, "")
 
 
+def _check_arguments(task_id: str, *, task: Any, executor: Any, ssh_conn_id: str | None = None,
+                     name: str | None = None, overrides: Any = None, poll_interval: Any = 5.0,
+                     xcom_result_max_bytes: Any = XCOM_RESULT_MAX_BYTES) -> tuple[Any, Executor, str, list[str]]:
+    """The constructor's checks (also run by ``partial``); returns the task, executor, job name and overrides."""
+    from nemorun_core.experiment.store import check_name
+    from nemorun_core.experiment.tasks import normalize_task
+
+    job_task = normalize_task(task, {})
+    _check_importable(job_task, task_id)
+    job_executor = _check_executor(executor, task_id)
+    if ssh_conn_id and not hasattr(job_executor, "tunnel"):
+        raise ConfigError(f"ssh_conn_id={ssh_conn_id!r} was given, but {type(job_executor).__name__} does not "
+                          "reach its jobs through a tunnel: drop ssh_conn_id, or use run.SlurmExecutor",
+                          path=f"{task_id}.ssh_conn_id")
+    job_name = check_name(name or _slug(task_id, 128), "job name")
+    checked_overrides = _check_overrides(overrides, job_task, task_id)
+    if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
+        raise ConfigError(f"poll_interval must be a positive number of seconds, not {poll_interval!r}",
+                          path=f"{task_id}.poll_interval")
+    if not isinstance(xcom_result_max_bytes, int) or xcom_result_max_bytes < 0:
+        raise ConfigError(f"xcom_result_max_bytes must be an int >= 0, not {xcom_result_max_bytes!r}",
+                          path=f"{task_id}.xcom_result_max_bytes")
+    return job_task, job_executor, job_name, checked_overrides
+
+
 def _check_executor(executor: Any, task_id: str) -> Executor:
     if executor is None:
         from nemorun_core.executors.local import LocalExecutor
@@ -464,7 +521,8 @@ def _check_overrides(overrides: Any, task: Any, task_id: str) -> list[str]:
     leading = list(overrides[:templated.index(True)] if True in templated else overrides)
     if leading:
         apply_overrides(copy.deepcopy(task), leading)
-    return list(overrides)
+    # The same list, not a copy: Airflow renders no value that a mapped task got from XCom, and knows it by identity.
+    return overrides if isinstance(overrides, list) else list(overrides)
 
 
 __all__ = ["NemorunOperator", "STATE_KEY", "XCOM_RESULT_MAX_BYTES", "follow", "job_dir_for", "job_key"]

@@ -12,10 +12,13 @@ one poller. Each round it makes a single ``executor.poll_many({handle: offset, .
 a hundred deferred Slurm tasks on one cluster cost one SSH round trip per round, not a hundred, and the event loop
 never blocks on the backend.
 
-Cancelling: ``on_kill`` (called by Airflow 3.3's triggerer only when a user kills the deferred task: mark failed,
-mark success, clear) cancels the job. ``cleanup`` runs on every exit, including a triggerer restart or the trigger
-moving to another triggerer, so it cancels nothing (it is not overridden; the trigger leaves its poller when ``run``
-ends): the job keeps running and is followed again wherever the trigger resumes.
+Cancelling: ``on_kill`` (called by Airflow 3.3's triggerer only when a user acts on the deferred task: mark failed,
+mark success, clear) cancels the job when the task instance has ended (marked failed or success, its run marked
+failed). A cleared task instance is going to run again, and its next try re-attaches to the job, so the job is left
+running (a clear means "run this task again", and a job that can still be used is never replaced). ``cleanup`` runs
+on every exit, including a triggerer restart or the trigger moving to another triggerer, so it cancels nothing (it is
+not overridden; the trigger leaves its poller when ``run`` ends): the job keeps running and is followed again
+wherever the trigger resumes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 # Consecutive failed poll rounds after which the waiting triggers fail (each failure is logged): a cluster that is
 # unreachable for a moment must not fail every deferred task, one that stays unreachable must not hang them forever.
 MAX_POLL_FAILURES = 5
+# Task instance states after which a killed trigger's job is cancelled; any other state (none, scheduled, queued,
+# running, deferred...) means the task was cleared and runs again. "unknown": the state could not be read.
+_ENDED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed", "unknown"})
 
 
 class NemorunJobTrigger(BaseTrigger):
@@ -114,13 +120,37 @@ class NemorunJobTrigger(BaseTrigger):
         return [redact_digested(redact_text(line, secrets), self.masks) for line in lines]
 
     async def on_kill(self) -> None:
-        """The task was killed by a user: cancel the job (idempotent; a finished job keeps its state)."""
+        """A user acted on the task: cancel the job, unless the task instance was cleared to run again (its next try
+        re-attaches to the job). Idempotent; a finished job keeps its state."""
         if not self.cancel_on_kill:
             return
         handle = JobHandle.from_dict(self.handle)
+        state = await self._task_state()
+        if state not in _ENDED:
+            self.log.info("task cleared (now %s): job %s (%s %s) keeps running; the next try re-attaches to it",
+                          state or "none", handle.key, handle.backend, handle.job_id)
+            return
         executor = await self._executor()
-        self.log.info("task killed: cancelling job %s (%s %s)", handle.key, handle.backend, handle.job_id)
+        self.log.info("task killed (%s): cancelling job %s (%s %s)", state, handle.key, handle.backend, handle.job_id)
         await asyncio.to_thread(executor.cancel, handle)
+
+    async def _task_state(self) -> str | None:
+        """The task instance's state now, through the triggerer's API client; ``"unknown"`` when it cannot be read
+        (then the job is cancelled, as for any kill)."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return "unknown"
+        try:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+            states = await asyncio.to_thread(RuntimeTaskInstance.get_task_states, dag_id=ti.dag_id,
+                                             task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index)
+        except Exception as exc:  # an older Airflow or a broken channel: a kill must still cancel
+            self.log.warning("cannot read the state of task %s: %s; treating it as killed", ti.task_id, exc)
+            return "unknown"
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = states.get(ti.run_id, {}).get(key, "unknown")
+        return None if state is None else str(getattr(state, "value", state))
 
     async def _executor(self) -> Executor:
         if self._loaded is None:

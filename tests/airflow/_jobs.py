@@ -56,3 +56,24 @@ class UnreachableLocalExecutor(LocalExecutor):
 
     def poll_many(self, offsets: Mapping[JobHandle, int]) -> dict[JobHandle, tuple[JobStatus, list[str]]]:
         raise ConnectionError("injected: the backend is unreachable")
+
+
+def sweep_point(marker: str, x: int) -> dict:
+    """One point of a sweep: append ``x`` to ``marker`` (one line per run), return a result that depends on ``x``."""
+    with open(marker, "a") as f:
+        f.write(f"{x}\n")
+    print(f"sweep point x={x}", flush=True)
+    return {"x": x, "square": x * x}
+
+
+@dataclasses.dataclass(kw_only=True)
+class DiesAfterSubmitOf(DiesAfterSubmit):
+    """:class:`DiesAfterSubmit` for the jobs whose key contains ``key_part`` only; other jobs are submitted as usual
+    (one mapped instance of a task dies, its siblings do not)."""
+
+    key_part: str = ""
+
+    def submit(self, job: Job) -> JobHandle:
+        if self.key_part not in job.key:
+            return LocalExecutor.submit(self, job)
+        return super().submit(job)

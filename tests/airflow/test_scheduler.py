@@ -162,3 +162,62 @@ def test_killing_the_deferred_task_cancels_its_job(airflow_server, job_home, tmp
         assert status.state is JobState.CANCELLED, (how, status)
         assert airflow_server.run_state("nr_sched_kill", runs[how])["state"] == "failed"
     assert len(_lines(marker)) == 2, "one job per run, none resubmitted"
+
+
+def _clear(server, dag_id: str, run_id: str, task_id: str) -> None:
+    """Clear one task instance through the REST API, whatever its state (the UI's "Clear" on that task)."""
+    cleared = server.api("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", {
+        "dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False, "reset_dag_runs": True})
+    assert [ti["task_id"] for ti in cleared["task_instances"]] == [task_id], cleared
+
+
+def test_a_cleared_task_reattaches_to_its_job_instead_of_running_it_again(airflow_server, job_home,
+                                                                          tmp_path) -> None:
+    # One DAG, two runs at once: "done" is cleared after its job succeeded, "running" while its job still runs (it
+    # runs until the test creates its release file).
+    _dag(airflow_server, "nr_sched_clear", """
+        with DAG("nr_sched_clear", schedule=None, start_date=START, max_active_runs=2,
+                 params={"marker": "", "value": 0, "release": ""}) as dag:
+            NemorunOperator(task_id="job", task=run.Partial(_scheduled.count_run_until, marker="", value=0),
+                            overrides=["marker={{ params.marker }}", "value={{ params.value }}",
+                                       "release={{ params.release }}"],
+                            deferrable=True, poll_interval=0.5)
+    """)
+    release = tmp_path / "release"
+    cases = {"done": {"marker": str(tmp_path / "done.runs"), "value": 7, "release": ""},
+             "running": {"marker": str(tmp_path / "running.runs"), "value": 8, "release": str(release)}}
+    runs = {name: airflow_server.trigger("nr_sched_clear", conf=conf, run_id=f"clear-{name}")["dag_run_id"]
+            for name, conf in cases.items()}
+    try:
+        assert airflow_server.wait_for_run("nr_sched_clear", runs["done"])["state"] == "success"
+        _clear(airflow_server, "nr_sched_clear", runs["done"], "job")
+
+        # Airflow calls a trigger's on_kill only once a triggerer runs it: wait for the job's first line, which the
+        # trigger logs, before clearing.
+        airflow_server.wait_until(lambda: _log(airflow_server, "nr_sched_clear", runs["running"], "job"),
+                                  lambda log: "counted run, returning 8" in log, 60, "the trigger of the running job")
+        assert _ti(airflow_server, "nr_sched_clear", runs["running"], "job")["state"] == "deferred"
+        _clear(airflow_server, "nr_sched_clear", runs["running"], "job")
+        # The job ends only once the cleared try's trigger was killed (on_kill decided) and the new try deferred.
+        first = airflow_server.wait_until(
+            lambda: _log(airflow_server, "nr_sched_clear", runs["running"], "job"),
+            lambda log: "task cleared" in log or "task killed" in log, 60, "on_kill of the cleared try's trigger")
+        assert "keeps running; the next try re-attaches to it" in first, first[-3000:]
+        airflow_server.wait_until(lambda: _ti(airflow_server, "nr_sched_clear", runs["running"], "job"),
+                                  lambda ti: ti["try_number"] == 2 and ti["state"] == "deferred", 60,
+                                  "the new try to defer")
+    finally:
+        release.touch()
+
+    for name, run_id in runs.items():
+        assert airflow_server.wait_for_run("nr_sched_clear", run_id)["state"] == "success", name
+        ti = _ti(airflow_server, "nr_sched_clear", run_id, "job")
+        assert (ti["state"], ti["try_number"]) == ("success", 2), (name, ti)
+        assert len(_lines(cases[name]["marker"])) == 1, f"{name}: the cleared task ran its job again"
+        xcom = airflow_server.api("GET", f"/api/v2/dags/nr_sched_clear/dagRuns/{run_id}/taskInstances/job/"
+                                         "xcomEntries/return_value?deserialize=true")["value"]
+        assert xcom["result"] == cases[name]["value"] and xcom["state"] == "SUCCEEDED", (name, xcom)
+        assert xcom["handle"]["key"].endswith("/job/0"), (name, xcom)
+    assert "already succeeded: not run again" in _log(airflow_server, "nr_sched_clear", runs["done"], "job", 2)
+    second = _log(airflow_server, "nr_sched_clear", runs["running"], "job", 2)
+    assert "re-attaching to job" in second and ": RUNNING" in second, second[-3000:]
