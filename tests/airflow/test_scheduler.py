@@ -83,7 +83,7 @@ def test_deferred_task_is_followed_by_the_triggerer_and_succeeds(airflow_server,
             NemorunOperator(
                 task_id="train",
                 task=run.Partial(_scheduled.slow_train, marker=C["marker"], hidden_size=8, api_token=C["token"],
-                                 seconds=4),
+                                 seconds=8),
                 executor=run.LocalExecutor(env_vars={"WANDB_API_KEY": C["wandb"]}),
                 deferrable=True, poll_interval=0.5)
     """, marker=marker, token=SECRET_ARG, wandb=SECRET_ENV)
