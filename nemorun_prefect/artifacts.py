@@ -107,14 +107,16 @@ def _warn(message: str, *args: Any) -> None:
 def job_rows(specs: list[Any], flow_run_id: str) -> list[dict[str, Any]]:
     """One row per task of an experiment flow run, read back from the backends (the latest job each task recorded).
 
-    Tasks that were never submitted get the state ``NOT SUBMITTED``. One ``status_many`` call per executor config.
+    Tasks that were never submitted get the state ``NOT SUBMITTED``. The flow run's job records are read once; one
+    ``status_many`` call per executor config.
     """
-    from nemorun_prefect.tasks import recorded_job
+    from nemorun_prefect.tasks import flow_run_dir, read_job_records
 
+    records = read_job_records(flow_run_dir(flow_run_id))
     found: list[tuple[Any, JobHandle]] = []
     rows: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        recorded = recorded_job(spec.name, flow_run_id)
+        recorded = records.get(spec.name)
         handle = recorded[1].job_handle() if recorded is not None and recorded[1].handle else None
         rows[spec.name] = {"task": spec.name, "backend": spec.executor.backend, "job id": "", "state": "NOT SUBMITTED",
                            "exit code": None, "log": "", "duration (s)": None, "message": ""}

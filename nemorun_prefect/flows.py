@@ -41,7 +41,6 @@ See docs/prefect.md, "Deployments and served flows".
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, Callable
@@ -53,7 +52,6 @@ from prefect.cache_policies import NO_CACHE
 from nemorun_core.errors import ExperimentError
 from nemorun_core.executors.base import Executor, JobHandle, JobState
 from nemorun_core.experiment.jobref import find_attempt
-from nemorun_core.experiment.store import default_home
 from nemorun_core.experiment.tasks import referenced_tasks, resolve_references
 from nemorun_prefect import artifacts
 from nemorun_prefect import tasks as nr_tasks
@@ -99,7 +97,7 @@ def _run_experiment_task(task: Any, executor: Executor, name: str, upstream: dic
     def submit_and_wait() -> Any:
         if stop is not None and stop.is_set():
             raise ExperimentError(f"task {name!r} was not submitted: its flow run is ending")
-        return nr_tasks.wait(nr_tasks.submit(resolved, executor, name=name), stop=stop)
+        return nr_tasks.wait(nr_tasks.submit(resolved, executor, name=name), stop=stop, executor=executor)
 
     if limit is None:
         return submit_and_wait()
@@ -132,18 +130,19 @@ def cancel_flow_jobs(flow_run_id: Any, executors: dict[str, Executor] | None = N
 
     The jobs are those recorded under ``$NEMORUN_HOME/prefect/prefect-<flow_run_id>/`` at submission (see the module
     docstring), plus, for each task name in ``executors`` (task name -> executor) without a record, the job that
-    executor finds by its key. Tasks with no job are left out; a job that could not be reached is ``UNKNOWN`` (the
-    error is logged). Waits up to ``timeout`` s in all for the jobs to be terminal. Idempotent: a finished job keeps
-    its state.
+    executor finds by its key; a task in ``executors`` that has a record is cancelled through that executor rather
+    than one built from the record (whose secrets are redacted). Tasks with no job are left out; a job that could not
+    be reached is ``UNKNOWN`` (the error is logged). Waits up to ``timeout`` s in all for the jobs to be terminal.
+    Idempotent: a finished job keeps its state.
     """
     from prefect.logging import get_logger
 
     logger = get_logger("nemorun_prefect")
-    run_dir = os.path.join(default_home(), "prefect", f"prefect-{flow_run_id}")
+    executors = executors or {}
     candidates: dict[str, tuple[str, Any, JobHandle | None]] = {}
-    for name, (key, ref) in nr_tasks.read_job_records(run_dir).items():
-        candidates[name] = (key, ref, ref.job_handle() if ref.handle else None)
-    for name, executor in (executors or {}).items():
+    for name, (key, ref) in nr_tasks.read_job_records(nr_tasks.flow_run_dir(flow_run_id)).items():
+        candidates[name] = (key, executors.get(name) or ref, ref.job_handle() if ref.handle else None)
+    for name, executor in executors.items():
         candidates.setdefault(name, (nr_tasks.job_key(name, run_id=flow_run_id), executor, None))
     found: dict[str, tuple[Executor, JobHandle]] = {}
     states: dict[str, JobState] = {}
@@ -258,7 +257,9 @@ def build_experiment_flow(exp: Any, *, max_concurrent: int | None = None) -> Any
                 futures[spec.name] = run_experiment_task.with_options(
                     name=f"nemorun-{spec.name}", task_run_name=spec.name,
                 ).submit(spec.task, spec.executor, spec.name, deps, wait_for=list(deps.values()))
-            states = {name: fut.wait() or fut.state for name, fut in futures.items()}
+            for fut in futures.values():
+                fut.wait()
+            states = {name: fut.state for name, fut in futures.items()}
         finally:
             _end_run(run_id)
         artifacts.experiment_table(specs, run_id)  # before deciding the outcome: failed flows get one too

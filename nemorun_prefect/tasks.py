@@ -57,13 +57,23 @@ def job_key(name: str, attempt: int = 0, *, run_id: Any = None) -> str:
     Outside a flow run (a task run alone, or a plain call) the task run id stands in; with neither, a fresh id: no
     re-attach is possible then.
     """
-    return f"prefect-{_run_id() if run_id is None else run_id}/{name}/{int(attempt)}"
+    return f"{_run_part(run_id)}/{name}/{int(attempt)}"
 
 
 def _run_id() -> str:
     from prefect.runtime import flow_run, task_run
 
     return str(flow_run.id or task_run.id or uuid.uuid4().hex)
+
+
+def _run_part(run_id: Any) -> str:
+    return f"prefect-{_run_id() if run_id is None else run_id}"
+
+
+def flow_run_dir(run_id: Any = None) -> str:
+    """``$NEMORUN_HOME/prefect/prefect-<flow run id>``: the task directories (job files and records) of flow run
+    ``run_id`` (default: the current one)."""
+    return os.path.join(default_home(), "prefect", _run_part(run_id))
 
 
 def _task_dir(key: str) -> str:
@@ -97,23 +107,29 @@ def read_job_records(run_dir: str) -> dict[str, tuple[str, JobRef]]:
         return {}
     records = {}
     for name in names:
-        path = os.path.join(run_dir, name, JOB_RECORD)
-        try:
-            data = read_json(path)
-            if data:
-                key = data.pop("key")
-                records[data["name"]] = (key, JobRef(**data))
-        except (ValueError, KeyError, TypeError) as exc:
-            logging.getLogger("nemorun_prefect").warning("unreadable job record %s: %s: %s", path,
-                                                         type(exc).__name__, exc)
+        record = _read_record(os.path.join(run_dir, name, JOB_RECORD))
+        if record is not None:
+            records[record[1].name] = record
     return records
+
+
+def _read_record(path: str) -> tuple[str, JobRef] | None:
+    """``(job key, JobRef)`` from one record; None when there is none or it cannot be read (with a warning)."""
+    try:
+        data = read_json(path)
+        if data:
+            key = data.pop("key")
+            return key, JobRef(**data)
+    except (ValueError, KeyError, TypeError) as exc:
+        logging.getLogger("nemorun_prefect").warning("unreadable job record %s: %s: %s", path,
+                                                     type(exc).__name__, exc)
+    return None
 
 
 def recorded_job(name: str, run_id: Any = None) -> tuple[str, JobRef] | None:
     """The latest job recorded for task ``name`` of flow run ``run_id`` (default: the current one), as
-    ``(job key, JobRef)``, or None when that task submitted nothing."""
-    key = job_key(name, run_id=run_id)
-    return read_job_records(os.path.dirname(_task_dir(key))).get(name)
+    ``(job key, JobRef)``, or None when that task submitted nothing. Reads that task's record only."""
+    return _read_record(os.path.join(flow_run_dir(run_id), name, JOB_RECORD))
 
 
 def submit(task: Any, executor: Executor | None = None, *, name: str | None = None) -> JobRef:
@@ -157,7 +173,8 @@ def submit(task: Any, executor: Executor | None = None, *, name: str | None = No
     return ref
 
 
-def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = None) -> Any:
+def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = None,
+         executor: Executor | None = None) -> Any:
     """Follow the job to its end, sending each new log line to the Prefect run logger; return the task's value.
 
     Args:
@@ -165,22 +182,27 @@ def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = Non
         poll: the longest wait between two status reads (executors that are woken by the backend return earlier).
         stop: set by the flow that runs this wait in a worker thread when it ends early (cancelled, killed): the
             wait then raises within ``poll`` seconds instead of holding the flow's process open until the job ends.
+        executor: the executor the job was submitted with, when the caller has it (saves building it again from
+            ``ref``, whose secrets are redacted); default: built from ``ref``.
 
     Raises:
         JobFailedError: the job ended FAILED or CANCELLED; names the job, its exit status and its log.
         ExperimentError: ``stop`` was set before the job ended (the job is left as it is).
     """
     logger = get_run_logger()
-    spec = ref.spec()
+    spec = ref.spec(executor)
     executor, handle = spec.executor, spec.handle
     offset = 0
     while True:
-        status = executor.status(handle)
-        # Drain after reading the status: a terminal job's log is complete, so nothing is lost at the end.
-        for line in executor.logs(handle, offset=offset):
+        # One backend round per poll (the status is read before the new lines, so none is lost at the end).
+        status, lines = executor.poll_many({handle: offset})[handle]
+        for line in lines:
             logger.info("%s", line)
-            offset += 1
+        offset += len(lines)
         if status.is_terminal:
+            # A round may be capped (Slurm: so many lines at most); what is left of a finished job's log comes now.
+            for line in executor.logs(handle, offset=offset):
+                logger.info("%s", line)
             break
         if stop is not None and stop.is_set():
             raise ExperimentError(
@@ -192,12 +214,12 @@ def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = Non
     return read_result(spec)
 
 
-def cancel(ref: JobRef, *, timeout: float = 60.0) -> JobState:
+def cancel(ref: JobRef, *, timeout: float = 60.0, executor: Executor | None = None) -> JobState:
     """Cancel the job and wait (up to ``timeout`` s) until it is terminal; return its state.
 
-    Idempotent: a finished job keeps its state.
+    Idempotent: a finished job keeps its state. ``executor``: as for :func:`wait`.
     """
-    spec = ref.spec()
+    spec = ref.spec(executor)
     spec.executor.cancel(spec.handle)
     deadline = time.monotonic() + timeout
     status = spec.executor.status(spec.handle)
@@ -210,7 +232,7 @@ def cancel(ref: JobRef, *, timeout: float = 60.0) -> JobState:
 
 def run(task: Any, executor: Executor | None = None, *, name: str | None = None) -> Any:
     """Submit (or re-attach to) the job, stream its logs, wait and return the task's value."""
-    return wait(submit(task, executor, name=name))
+    return wait(submit(task, executor, name=name), executor=executor)
 
 
 # -- the Prefect tasks --------------------------------------------------------------------------------------------
@@ -221,4 +243,5 @@ wait_nemorun_task = prefect_task(wait, name="wait_nemorun_task", cache_policy=NO
 cancel_nemorun_task = prefect_task(cancel, name="cancel_nemorun_task", cache_policy=NO_CACHE)
 
 __all__ = ["JobRef", "cancel", "cancel_nemorun_task", "run", "run_nemorun_task", "submit", "submit_nemorun_task",
-           "wait", "wait_nemorun_task", "job_key", "job_dir_for", "record_job", "read_job_records"]
+           "wait", "wait_nemorun_task", "flow_run_dir", "job_key", "job_dir_for", "record_job", "read_job_records",
+           "recorded_job"]

@@ -9,19 +9,6 @@ from nemorun_core.executors.slurm import SlurmExecutor
 from tests.integration._faults import DiesAfterSubmit, DiesAfterSubmitMixin, count_run, fail_first  # noqa: F401
 
 
-def count_and_sleep(marker: str, value: int, seconds: float) -> int:
-    """Like :func:`count_run`, counting at the start, then sleep ``seconds``: a job that is still running for a
-    while after it has been counted."""
-    import time
-
-    with open(marker, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    print(f"counted run, sleeping {seconds} s", flush=True)
-    time.sleep(seconds)
-    print(f"slept, returning {value}", flush=True)
-    return value
-
-
 @dataclasses.dataclass(kw_only=True)
 class SlurmDiesAfterSubmit(DiesAfterSubmitMixin, SlurmExecutor):
     """A SlurmExecutor that dies after its first submission (see :class:`DiesAfterSubmitMixin`)."""

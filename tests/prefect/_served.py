@@ -42,7 +42,7 @@ def _executor() -> run.LocalExecutor:
 def counted(value: int = 7) -> int:
     """One job that counts its runs in ``MARKS/runs`` and sleeps ``SECONDS`` before returning ``value``."""
     return run_nemorun_task(
-        run.Partial(_jobs.count_and_sleep, marker=os.path.join(MARKS, "runs"), value=value, seconds=SECONDS),
+        run.Partial(_jobs.count_run, marker=os.path.join(MARKS, "runs"), value=value, seconds=SECONDS),
         _executor(), name="counted")
 
 

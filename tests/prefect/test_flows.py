@@ -126,10 +126,14 @@ def test_cancellation_hook_cancels_the_flow_runs_jobs(prefect_harness: None) -> 
 
     run_id = submit_only()
     key = f"prefect-{run_id}/sleeper/0"
-    from nemorun_prefect.tasks import job_dir_for
+    from nemorun_prefect.tasks import job_dir_for, recorded_job
 
     handle = sleeper.executor.find(key, job_dir_for(key))
     assert handle is not None and not sleeper.executor.status(handle).is_terminal
+    # The record the hook reads: this task's job, and nothing for a task that never submitted.
+    recorded_key, ref = recorded_job("sleeper", run_id)
+    assert recorded_key == key and ref.job_handle() == handle
+    assert recorded_job("never-submitted", run_id) is None
 
     with get_client(sync_client=True) as client:
         flow_run_obj = client.read_flow_run(run_id)
