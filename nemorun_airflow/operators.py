@@ -71,9 +71,8 @@ def job_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, attempt
 
 def job_dir_for(key: str) -> str:
     """Where the job's local files live: ``$NEMORUN_HOME/airflow/<run part>/<task part>[/attempt-N]``."""
-    from nemorun_core.experiment.store import default_home
-
     from nemorun_core.experiment.jobref import attempt_dir
+    from nemorun_core.experiment.store import default_home
 
     run_part, task_part, _ = key.split("/")
     return attempt_dir(os.path.join(default_home(), "airflow", run_part, task_part), key)
@@ -203,7 +202,7 @@ class NemorunOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: print what the log gained since, then succeed or fail like ``execute``."""
-        from nemorun_core.experiment.jobref import result_spec
+        from nemorun_core.experiment.tasks import TaskSpec
         from nemorun_core.secrets import redact_text
 
         executor = self._executor()
@@ -215,8 +214,7 @@ class NemorunOperator(BaseOperator):
         for line in executor.logs(handle, offset=int(event.get("offset", 0))):
             self.log.info("%s", redact_text(line, secrets))
         status = JobStatus.from_dict(event["status"])
-        spec = result_spec(self.job_name, _kind(self.job_task), executor, handle)
-        return self._summary(spec, handle, status, secrets)
+        return self._summary(TaskSpec(self.job_name, self.job_task, executor, []), handle, status, secrets)
 
     def on_kill(self) -> None:
         """Cancel the job this worker is following (Airflow calls this when the task is killed or times out)."""
@@ -370,10 +368,11 @@ def follow(executor: Executor, handle: JobHandle, offset: int, poll_interval: fl
     """
     from nemorun_core.secrets import redact_text
 
+    secrets = list(secrets)
     while True:
         status, lines = executor.poll_many({handle: offset})[handle]
         for line in lines:
-            log.info("%s", redact_text(line, list(secrets)))
+            log.info("%s", redact_text(line, secrets))
         offset += len(lines)
         if status.is_terminal:
             return status, offset
@@ -426,17 +425,6 @@ def _mask(secrets: Sequence[str]) -> None:
         return
     for value in secrets:
         mask_secret(value)
-
-
-def _kind(task: Any) -> str:
-    """``"script"``, ``"partial"`` or ``"config"``, as ``TaskSpec.kind`` says."""
-    import fiddle as fdl
-
-    from nemorun_core.config.script import Script
-
-    if isinstance(task, Script):
-        return "script"
-    return "partial" if isinstance(task, fdl.Partial) else "config"
 
 
 def _check_importable(task: Any, task_id: str) -> None:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from nemorun_core.errors import ConfigError
 from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
@@ -104,10 +104,10 @@ class NemorunJobSensor(BaseSensorOperator):
         return self._check(target.executor.status(target.handle), target)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
-        target = self._target()
         if event.get("error"):
-            raise AirflowFailException(f"following job {event['handle'].get('key')} failed: {event['error']}")
-        self._check(JobStatus.from_dict(event["status"]), target)
+            # The backend stayed unreachable, not a job that failed: a retry (``retries``) waits again.
+            raise AirflowException(f"following job {event['handle'].get('key')} failed: {event['error']}")
+        self._check(JobStatus.from_dict(event["status"]), self._target())
 
     def _check(self, status: JobStatus, target: _Target) -> bool:
         handle = target.handle

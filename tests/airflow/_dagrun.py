@@ -9,16 +9,28 @@ import textwrap
 import uuid
 from typing import Any
 
+#: What every test DAG file starts with (after ``C``): the names the DAG sources below use.
+HEADER = """
+import datetime
+from airflow.sdk import DAG
+import nemorun_core as run
+from nemorun_airflow import NemorunJobSensor, NemorunOperator, experiment_task_group
+from tests.airflow import _jobs
+from tests.integration import _tasks
+START = datetime.datetime(2026, 1, 1)
+"""
+
 
 def write_dag(name: str, source: str, **constants: Any) -> Any:
-    """Write ``source`` as ``$AIRFLOW_HOME/dags/<name>.py`` (``C`` holds ``constants``) and return its ``dag``.
+    """Write :data:`HEADER` and ``source`` as ``$AIRFLOW_HOME/dags/<name>.py`` (``C`` holds ``constants``) and return
+    its ``dag``.
 
     dag.test() runs a DAG only once the DAG processor's code path has serialized it from the dags folder, so the
     test's DAG is a real file there; the returned object comes from importing that same file.
     """
     path = os.path.join(os.environ["AIRFLOW_HOME"], "dags", f"{name}.py")
     with open(path, "w") as f:
-        f.write(f"C = {constants!r}\n" + textwrap.dedent(source))
+        f.write(f"C = {constants!r}\n" + HEADER + textwrap.dedent(source))
     spec = importlib.util.spec_from_file_location(f"nemorun_test_dag_{name}_{uuid.uuid4().hex[:6]}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

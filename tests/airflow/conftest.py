@@ -79,3 +79,9 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _nemorun_home(tmp_path, monkeypatch) -> None:
+    """Each test's jobs and store in its own NEMORUN_HOME (tests that share a deployment's home set their own)."""
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))

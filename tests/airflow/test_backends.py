@@ -15,20 +15,6 @@ pytestmark = pytest.mark.airflow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-HEADER = """
-import datetime
-from airflow.sdk import DAG
-import nemorun_core as run
-from nemorun_airflow import NemorunOperator
-from tests.integration import _tasks
-START = datetime.datetime(2026, 1, 1)
-"""
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
-
 
 @pytest.mark.slurm
 @pytest.mark.ssh
@@ -41,7 +27,7 @@ def test_slurm_over_an_ssh_connection_sync_and_deferrable(airflow_db, monkeypatc
     monkeypatch.setenv("AIRFLOW_CONN_NR_SLURM", json.dumps({
         "conn_type": "ssh", "host": ssh.host, "port": ssh.port, "login": ssh.user,
         "extra": {"private_key": key_text, "host_key": host_key, "job_dir": cluster.job_dir}}))
-    dag = write_dag("nr_slurm", HEADER + """
+    dag = write_dag("nr_slurm", """
 slurm = run.SlurmExecutor(partition=C["partition"], account=C["account"], python=C["python"], time="00:05:00",
                           env_vars={"PYTHONPATH": C["repo"]})
 with DAG("nr_slurm", schedule=None, start_date=START, params={"b": 40}) as dag:
@@ -69,7 +55,7 @@ with DAG("nr_slurm", schedule=None, start_date=START, params={"b": 40}) as dag:
 @pytest.mark.docker
 def test_docker_deferrable(airflow_db) -> None:
     svc = services.docker()
-    dag = write_dag("nr_docker", HEADER + """
+    dag = write_dag("nr_docker", """
 with DAG("nr_docker", schedule=None, start_date=START) as dag:
     NemorunOperator(task_id="in_container", task=run.Partial(_tasks.echo_env, names=["NR_MODE"]),
                     executor=run.DockerExecutor(container_image=C["image"], docker_host=C["host"],

@@ -14,17 +14,12 @@ from nemorun_core.executors.base import JobHandle, JobState
 from nemorun_core.experiment.jobref import executor_config
 from nemorun_core.experiment.tasks import TaskSpec, make_job
 from tests.airflow import _jobs
-from tests.airflow._dagrun import run_dag, states, write_dag
+from tests.airflow._dagrun import run_dag, states, task_instances, write_dag
 from tests.integration import _tasks
 
 pytestmark = [pytest.mark.airflow, pytest.mark.local]
 
 SECRET = "wandb-0011223344556677"
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
 
 
 def _submit(executor, task, tmp_path, name: str) -> JobHandle:
@@ -85,6 +80,9 @@ def test_triggers_of_one_executor_share_one_poll_per_round(tmp_path, capfd) -> N
     triggers = [NemorunJobTrigger(handle=h.to_dict(), executor=config, poll_interval=0.2) for h in handles]
 
     async def first_events():
+        # Executors built first (each in a worker thread, finishing in any order): all three triggers then subscribe
+        # before the first round, instead of one joining a round late.
+        await asyncio.gather(*(t._executor() for t in triggers))
         return await asyncio.gather(*(anext(t.run()) for t in triggers))
 
     events = asyncio.run(first_events())
@@ -148,13 +146,7 @@ def test_sensor_waits_for_jobs_from_an_experiment_and_from_xcom(airflow_db, tmp_
     bad.run(detach=True, quiet=True)
 
     dag = write_dag("nr_sensor", """
-import datetime
-from airflow.sdk import DAG
-import nemorun_core as run
-from nemorun_airflow import NemorunJobSensor, NemorunOperator
-from tests.integration import _tasks
-
-with DAG("nr_sensor", schedule=None, start_date=datetime.datetime(2026, 1, 1)) as dag:
+with DAG("nr_sensor", schedule=None, start_date=START) as dag:
     NemorunJobSensor(task_id="experiment_deferred", experiment_id=C["good"], task_name="job", deferrable=True,
                      poke_interval=0.2)
     NemorunJobSensor(task_id="experiment_failed", experiment_id=C["bad"], task_name="job", poke_interval=0.2,
@@ -166,3 +158,21 @@ with DAG("nr_sensor", schedule=None, start_date=datetime.datetime(2026, 1, 1)) a
     dr = run_dag(dag)
     assert states(dr) == {"experiment_deferred": "success", "experiment_failed": "failed", "producer": "success",
                           "from_xcom": "success"}
+
+
+def test_sensor_retries_when_the_backend_stays_unreachable(airflow_db, tmp_path) -> None:
+    executor = run.LocalExecutor()
+    handle = _submit(executor, run.Partial(_tasks.sleep_forever, child=False), tmp_path, "watched")
+    try:
+        dag = write_dag("nr_sensor_unreachable", """
+with DAG("nr_sensor_unreachable", schedule=None, start_date=START) as dag:
+    NemorunJobSensor(task_id="watch", handle=C["handle"], executor=_jobs.UnreachableLocalExecutor(),
+                     deferrable=True, poke_interval=0.05, retries=1, retry_delay=0)
+""", handle=handle.to_dict())
+        dr = run_dag(dag)
+        assert states(dr) == {"watch": "failed"}
+        # polling failed, the job did not: the try is retried (a failed job fails the sensor without retries)
+        assert task_instances(dr)["watch"].try_number == 2
+        assert executor.status(handle).state is JobState.RUNNING  # and the sensor never cancels the job
+    finally:
+        executor.cancel(handle)

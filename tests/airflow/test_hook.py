@@ -16,11 +16,6 @@ from tests.integration import services
 pytestmark = pytest.mark.airflow
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
-
-
 def _connection(monkeypatch, conn_id: str, **fields) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "ssh", **fields}))
 

@@ -17,19 +17,6 @@ pytestmark = [pytest.mark.airflow, pytest.mark.local]
 SECRET_ARG = "tok-m4pped-0123456789"
 SECRET_ENV = "wandb-m4pped-9876543210"
 SECRET_VAR = "cred-m4pped-5555555555"
-HEADER = """
-import datetime
-from airflow.sdk import DAG
-import nemorun_core as run
-from nemorun_airflow import NemorunOperator
-from tests.airflow import _jobs
-START = datetime.datetime(2026, 1, 1)
-"""
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
 
 
 def _mapped(dag_run, task_id: str) -> dict[int, dict]:
@@ -58,7 +45,7 @@ def test_a_sweep_runs_one_job_per_mapped_instance_and_a_retry_reattaches_to_its_
     from nemorun_airflow.operators import job_key
 
     marker = tmp_path / "points"
-    dag = write_dag("nr_sweep", HEADER + """
+    dag = write_dag("nr_sweep", """
 from airflow.sdk import task
 
 with DAG("nr_sweep", schedule=None, start_date=START, params={"last": 3},
@@ -102,7 +89,7 @@ def test_mapped_instances_keep_secrets_out_of_the_serialized_dag_and_rendered_fi
     from airflow.utils.session import create_session
 
     monkeypatch.setenv("AIRFLOW_VAR_SWEEP_CRED", SECRET_VAR)  # a variable whose name Airflow does not mask itself
-    dag = write_dag("nr_sweep_secrets", HEADER + """
+    dag = write_dag("nr_sweep_secrets", """
 with DAG("nr_sweep_secrets", schedule=None, start_date=START) as dag:
     NemorunOperator.partial(
         task_id="sweep", task=run.Partial(_jobs.train_with_token, hidden_size=8, api_token=C["token"]),

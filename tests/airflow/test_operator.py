@@ -20,21 +20,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SECRET_ARG = "tok-0123456789abcdef"
 SECRET_ENV = "wandb-fedcba9876543210"
 
-HEADER = """
-import datetime
-from airflow.sdk import DAG
-import nemorun_core as run
-from nemorun_airflow import NemorunOperator
-from tests.airflow import _jobs
-from tests.integration import _tasks
-START = datetime.datetime(2026, 1, 1)
-"""
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
-
 
 def _lines(path) -> int:
     with open(path) as f:
@@ -44,7 +29,7 @@ def _lines(path) -> int:
 def test_runs_streams_the_log_applies_templated_overrides_and_keeps_secrets_out(airflow_db, capfd) -> None:
     from nemorun_airflow.operators import job_key
 
-    dag = write_dag("nr_basics", HEADER + """
+    dag = write_dag("nr_basics", """
 with DAG("nr_basics", schedule=None, start_date=START, params={"hidden": 64}) as dag:
     # the same secret-printing job followed by the worker and by the (inline) triggerer
     for task_id, deferrable in (("train", False), ("train_deferred", True)):
@@ -86,7 +71,7 @@ with DAG("nr_basics", schedule=None, start_date=START, params={"hidden": 64}) as
 def test_failures_name_the_job_and_a_bad_override_submits_nothing(airflow_db, capfd) -> None:
     from nemorun_airflow.operators import job_dir_for, job_key
 
-    dag = write_dag("nr_failures", HEADER + """
+    dag = write_dag("nr_failures", """
 with DAG("nr_failures", schedule=None, start_date=START, params={"b": "not-a-number"},
          default_args={"retries": 2, "retry_delay": 0}) as dag:
     NemorunOperator(task_id="bad_job", task=run.Partial(_tasks.fail, message="cluster says no"), retries=0,
@@ -111,7 +96,7 @@ with DAG("nr_failures", schedule=None, start_date=START, params={"b": "not-a-num
 
 def test_retries_reattach_to_their_job_instead_of_resubmitting(airflow_db, tmp_path) -> None:
     m = {name: str(tmp_path / f"{name}.runs") for name in ("died", "finished", "following", "fresh")}
-    dag = write_dag("nr_retries", HEADER + """
+    dag = write_dag("nr_retries", """
 with DAG("nr_retries", schedule=None, start_date=START, default_args={"retries": 1, "retry_delay": 0}) as dag:
     # the worker died right after submitting: no handle in the task state store; found by its key
     NemorunOperator(task_id="died_after_submit", task=run.Partial(_jobs.count_run, marker=C["died"], value=1,
@@ -147,7 +132,7 @@ def test_on_kill_cancels_the_job(airflow_db, tmp_path) -> None:
     from nemorun_airflow.operators import job_dir_for, job_key
 
     marker = tmp_path / "pids"
-    dag = write_dag("nr_kill", HEADER + """
+    dag = write_dag("nr_kill", """
 with DAG("nr_kill", schedule=None, start_date=START) as dag:
     NemorunOperator(task_id="sleeper", task=run.Partial(_tasks.sleep_forever, child=True, marker=C["marker"]),
                     execution_timeout=datetime.timedelta(seconds=4), poll_interval=0.2)

@@ -14,18 +14,13 @@ import time
 
 import pytest
 
+from tests.airflow import _dagrun
+
 pytestmark = [pytest.mark.airflow, pytest.mark.local]
 
 SECRET_ARG = "tok-5ched-0123456789"
 SECRET_ENV = "wandb-5ched-9876543210"
-HEADER = """
-import datetime
-from airflow.sdk import DAG
-import nemorun_core as run
-from nemorun_airflow import NemorunOperator
-from tests.airflow import _jobs, _scheduled
-START = datetime.datetime(2026, 1, 1)
-"""
+HEADER = _dagrun.HEADER + "from tests.airflow import _scheduled\n"
 
 
 def _dag(server, dag_id: str, body: str, **constants) -> None:

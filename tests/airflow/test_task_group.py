@@ -15,21 +15,10 @@ from tests.integration import _tasks
 pytestmark = [pytest.mark.airflow, pytest.mark.local]
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
-
-
 def test_group_mirrors_dependencies_passes_references_and_stops_after_a_failure(airflow_db, tmp_path) -> None:
     from nemorun_airflow.operators import job_dir_for, job_key
 
     dag = write_dag("nr_group", """
-import datetime
-from airflow.sdk import DAG
-import nemorun_core as run
-from nemorun_airflow import experiment_task_group
-from tests.integration import _tasks
-
 exp = run.Experiment("sweep.v1")
 train = exp.add(run.Partial(_tasks.train, model=run.Config(_tasks.ModelConfig, hidden_size=64), steps=2),
                 name="train")
@@ -39,7 +28,7 @@ exp.add(run.Partial(_tasks.where), name="independent")
 bad = exp.add(run.Partial(_tasks.fail, message="no luck"), name="bad")
 exp.add(run.Partial(_tasks.add, a=1), name="after_bad", dependencies=[bad])
 
-with DAG("nr_group", schedule=None, start_date=datetime.datetime(2026, 1, 1)) as dag:
+with DAG("nr_group", schedule=None, start_date=START) as dag:
     group = experiment_task_group(exp, poll_interval=0.2, deferrable=True)
 """)
     ids = sorted(dag.task_dict)
