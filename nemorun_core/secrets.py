@@ -67,6 +67,8 @@ def restore(data: Any) -> Any:
                 for k, v in data.items()}
     if isinstance(data, list):
         return [restore(v) for v in data]
+    if isinstance(data, tuple):
+        return tuple(restore(v) for v in data)
     return data
 
 

@@ -19,11 +19,13 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import signal
+import threading
 import time
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
-from nemorun_core.errors import ExecutorError
+from nemorun_core.errors import ConfigError, ExecutorError
 
 HANDLE_VERSION = 1
 
@@ -294,6 +296,63 @@ class LocalJobFiles:
                 return f.read()
         except (FileNotFoundError, IsADirectoryError):
             return None
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_env_vars(env: Any, path: str) -> None:
+    """Reject an environment that is not a dict of variable names to strings, before anything is submitted.
+
+    Args:
+        env: the executor's ``env_vars``.
+        path: what the error names, e.g. ``"SlurmExecutor.env_vars"``.
+
+    Raises:
+        ConfigError: naming ``path``, the offending variable and the fix.
+    """
+    if not isinstance(env, Mapping):
+        raise ConfigError(f"must be a dict of name -> string, got {env!r}", path=path)
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ConfigError(f"{name!r} is not a valid environment variable name (letters, digits, _; not starting "
+                              "with a digit)", path=path)
+        if not isinstance(value, str):
+            raise ConfigError(f"value of {name} must be a string, got {value!r}; write {name}={str(value)!r}",
+                              path=path)
+        if "\0" in value:
+            raise ConfigError(f"value of {name} contains a NUL byte", path=path)
+
+
+# Packages built in the current submission batch (see SUBMISSION_BATCH), so the jobs of one experiment package the
+# code once whatever their backend. Only the latest batch is kept.
+_BATCH_PACKAGES: dict[tuple, Any] = {}
+_BATCH_PACKAGES_LOCK = threading.Lock()
+
+
+def package_code(packager: Any, output_dir: str, base_dir: str | None = None) -> Any:
+    """Package the code under ``base_dir`` (default: the working directory) into ``output_dir``, once per batch.
+
+    Inside a submission batch (``SUBMISSION_BATCH`` set) the same packager, base and output directories give the
+    package built first, whichever executor asks; outside one, every call packages (the code may have changed).
+    Blocking; raises whatever the packager raises (``PackagingError`` with the fix).
+    """
+    batch = SUBMISSION_BATCH.get()
+    base_dir = base_dir or os.getcwd()
+    key = (batch, repr(packager), base_dir, output_dir)
+    if batch is not None:
+        with _BATCH_PACKAGES_LOCK:
+            package = _BATCH_PACKAGES.get(key)
+        if package is not None:
+            return package
+    os.makedirs(output_dir, exist_ok=True)
+    package = packager.package(base_dir, output_dir)
+    if batch is not None:
+        with _BATCH_PACKAGES_LOCK:
+            for stale in [k for k in _BATCH_PACKAGES if k[0] != batch]:
+                del _BATCH_PACKAGES[stale]
+            _BATCH_PACKAGES[key] = package
+    return package
 
 
 def describe_exit(code: int, not_found_hint: str = "see the log") -> str:

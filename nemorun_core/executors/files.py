@@ -61,3 +61,11 @@ def read_lines(path: str, last: int | None = None) -> list[str]:
             return [line.rstrip("\n") for line in deque(f, maxlen=last)]
     except FileNotFoundError:
         return []
+
+
+def rewrite_payload(text: str, sys_path: list[str]) -> str:
+    """The runner's ``task.json`` text with ``sys_path`` as its import path: where the code is on the machine or in
+    the container that runs the job (uploaded, extracted or baked into an image), instead of this machine's paths."""
+    payload = json.loads(text)
+    payload["sys_path"] = sys_path
+    return json.dumps(payload)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import select
 import shlex
 import signal
@@ -36,6 +35,7 @@ from nemorun_core.executors.base import (
     JobStatus,
     LocalJobFiles,
     SubmitRequest,
+    check_env_vars,
     describe_exit,
 )
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
@@ -47,7 +47,6 @@ HANDLE_FILE = "handle.json"
 CANCEL_FILE = "cancel"
 LOG_FILE = "log.out"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -86,21 +85,7 @@ class LocalExecutor(LocalJobFiles, Executor):
     # -- validation -------------------------------------------------------------------------------------------------
     def check(self) -> None:
         """Reject bad settings with an error naming the field and the fix (called at creation and submission)."""
-        if not isinstance(self.env_vars, dict):
-            raise ConfigError(f"must be a dict of name -> string, got {self.env_vars!r}", path="LocalExecutor.env_vars")
-        for name, value in self.env_vars.items():
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise ConfigError(
-                    f"{name!r} is not a valid environment variable name (letters, digits, _; not starting with a digit)",
-                    path="LocalExecutor.env_vars",
-                )
-            if not isinstance(value, str):
-                raise ConfigError(
-                    f"value of {name} must be a string, got {value!r}; write {name}={str(value)!r}",
-                    path="LocalExecutor.env_vars",
-                )
-            if "\0" in value:
-                raise ConfigError(f"value of {name} contains a NUL byte", path="LocalExecutor.env_vars")
+        check_env_vars(self.env_vars, "LocalExecutor.env_vars")
         if not isinstance(self.ntasks_per_node, int) or isinstance(self.ntasks_per_node, bool) or self.ntasks_per_node < 1:
             raise ConfigError(f"must be a positive int, got {self.ntasks_per_node!r}", path="LocalExecutor.ntasks_per_node")
         if self.working_dir is not None and not isinstance(self.working_dir, str):

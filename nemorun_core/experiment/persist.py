@@ -15,10 +15,9 @@ from nemorun_core.executors.base import JobHandle, JobState, JobStatus
 from nemorun_core.experiment.store import Store
 from nemorun_core.experiment.tasks import TaskSpec, UnloadedTask, task_payload
 from nemorun_core.runner import TASK_FILE
-
-ORIGINAL_FILE = "config.json"
 from nemorun_core.secrets import redact, restore
 
+ORIGINAL_FILE = "config.json"  # a task as configured, when task.json holds it with its references resolved
 EXPERIMENT_FILE = "experiment.json"
 ENVIRONMENT_FILE = "environment.json"
 DRIVER_FILE = "driver.json"

@@ -48,6 +48,15 @@ def test_run_returns_the_result(home, executor):
     assert run.run(run.Partial(_tasks.add, a=20, b=22), executor=executor, tail_logs=False) == 42
 
 
+def test_tailed_log_prints_each_line_once_in_order(home, executor, capsys):
+    # The scheduler reads each round from its offset while the job runs: a round with nothing new must add nothing.
+    exp = run.Experiment("slurm-tail")
+    exp.add(run.Script(inline="echo one; sleep 3; echo; echo three"), executor=executor, name="t")
+    exp.run(tail_logs=True, quiet=True)
+    assert exp.status(quiet=True)["t"]["state"] == "SUCCEEDED"
+    assert capsys.readouterr().out.splitlines() == ["one", "", "three"] == exp.logs("t").splitlines()
+
+
 def test_script_and_several_processes(home, executor):
     executor.ntasks_per_node = 2
     exp = run.Experiment("slurm-ranks")

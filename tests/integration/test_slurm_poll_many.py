@@ -98,6 +98,7 @@ def test_three_jobs_lines_arrive_once_in_order_and_states_match_status_many(exec
     for h in handles:
         assert (statuses[h].state, statuses[h].exit_code) == (by_status_many[h].state, by_status_many[h].exit_code)
         assert lines[h] == list(executor.logs(h))
+        assert list(executor.logs(h, follow=True)) == lines[h], "following an ended job reads its log once"
     # a terminal job polled again from its end: same state, nothing new
     again = _poll(executor, {h: len(lines[h]) for h in handles})
     assert all(new == [] and again[h][0].state is statuses[h].state for h, (_st, new) in again.items())
@@ -135,6 +136,7 @@ def test_failed_python_task_carries_its_error_and_unknown_jobs_are_unknown(execu
     _lines, statuses, _ = _follow(executor, [failed, ghost], until=lambda st: st.is_terminal or not st.native)
     assert statuses[failed].state is JobState.FAILED and statuses[failed].message == "ValueError: lr must be > 0"
     assert statuses[ghost].state is JobState.UNKNOWN and _lines[ghost] == []
+    assert list(executor.logs(ghost)) == [], "a job with no log has no lines (not one empty line)"
     with pytest.raises(ExecutorError, match="offset of job 999999990.*-1"):
         executor.poll_many({ghost: -1})
     assert executor.poll_many({}) == {}

@@ -23,10 +23,19 @@ import time
 from typing import Any, ClassVar, Iterator, Optional, Sequence
 
 from nemorun_core.errors import ExecutorError, SubmissionError
-from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, LocalJobFiles, SubmitRequest
+from nemorun_core.executors.base import (
+    Executor,
+    Job,
+    JobHandle,
+    JobState,
+    JobStatus,
+    LocalJobFiles,
+    SubmitRequest,
+    package_code,
+)
 from nemorun_core.executors.docker import spec as S
 from nemorun_core.executors.docker import states
-from nemorun_core.executors.files import read_json, read_lines, write_atomic
+from nemorun_core.executors.files import read_json, read_lines, rewrite_payload, write_atomic
 
 HANDLE_FILE = "handle.json"
 CANCEL_FILE = "cancel"
@@ -203,9 +212,7 @@ class DockerExecutor(LocalJobFiles, Executor):
                 # Only directories that exist can be bind-mounted; the others could not be imported from anyway.
                 sys_path = [p for p in _payload_sys_path(job) or [] if os.path.isdir(p)]
         if "task.json" in files:
-            payload = json.loads(files["task.json"])
-            payload["sys_path"] = sys_path
-            files["task.json"] = json.dumps(payload)
+            files["task.json"] = rewrite_payload(files["task.json"], sys_path)
         return image, code_dir, files
 
     def find(self, key: str, job_dir: str) -> JobHandle | None:
@@ -433,14 +440,13 @@ def require_image(client: Any, image: str) -> Any:
 
 
 def extract_code(packager: Any, home: str) -> str:
-    """Package the code and extract it (once per content digest) into ``<home>/docker-code/<digest>``."""
+    """Package the code (once per experiment run) and extract it (once per content digest) into
+    ``<home>/docker-code/<digest>``."""
     import shutil
 
     from nemorun_core.packaging.extract import safe_extract
 
-    output = os.path.join(home, "packages")
-    os.makedirs(output, exist_ok=True)
-    package = packager.package(os.getcwd(), output)
+    package = package_code(packager, os.path.join(home, "packages"))
     target = os.path.join(home, "docker-code", package.digest)
     if not os.path.isdir(target):
         tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent extractions of one digest do not collide

@@ -68,15 +68,13 @@ class DockerImagePackager(Packager):
 
         Blocking (a build takes seconds). Raises SubmissionError when the base image is missing or the build fails.
         """
-        import os
-
         from docker.errors import BuildError, DockerException, ImageNotFound
 
+        from nemorun_core.executors.base import package_code
         from nemorun_core.executors.docker.executor import require_image
 
         base = require_image(client, self.base_image)
-        os.makedirs(output_dir, exist_ok=True)
-        package = self.package(base_dir, output_dir)
+        package = package_code(self, output_dir, base_dir)
         tag = self.tag_for(base.id, package.digest)
         try:
             client.images.get(tag)

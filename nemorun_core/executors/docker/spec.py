@@ -15,6 +15,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from nemorun_core.errors import ConfigError
+from nemorun_core.executors.base import check_env_vars
 from nemorun_core.secrets import is_secret_name, looks_secret
 
 # Where nemorun itself and packaged code appear inside the container.
@@ -45,7 +46,6 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 _REFERENCE = re.compile(rf"^{_NAME}(?::{_TAG})?(?:@{_DIGEST})?$")
 _IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIZE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
 _USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*(:[A-Za-z0-9_.][A-Za-z0-9_.\-]*)?$")
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -210,16 +210,7 @@ def parse_ulimits(ulimits: Any) -> list[dict[str, Any]]:
 
 
 def check_env(env: Any, field: str = "env_vars") -> None:
-    if not isinstance(env, Mapping):
-        raise _err(field, f"must be a dict of name -> string, got {env!r}")
-    for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise _err(field, f"{name!r} is not a valid environment variable name (letters, digits, _; not starting "
-                              "with a digit)")
-        if not isinstance(value, str):
-            raise _err(field, f"value of {name} must be a string, got {value!r}; write {name}={str(value)!r}")
-        if "\0" in value:
-            raise _err(field, f"value of {name} contains a NUL byte")
+    check_env_vars(env, f"DockerExecutor.{field}")
 
 
 def check_fields(ex: Any) -> None:

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 import re
 import shlex
 import tarfile
 from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
-from nemorun_core.errors import ConfigError, SubmissionError
-from nemorun_core.executors.base import Executor, Job, JobHandle, JobState, JobStatus, SubmitRequest
-from nemorun_core.executors.slurm import states
+from nemorun_core.errors import ConfigError
+from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus, SubmitRequest, check_env_vars
 from nemorun_core.secrets import is_secret_name
 
 _IDENT = re.compile(r"^[A-Za-z0-9_.,:@%+=&|!()\[\]*\-/]+$")  # what #SBATCH values may hold: no spaces, quotes, #
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
 _MEM = re.compile(r"^\d+[KMGT]?B?$", re.IGNORECASE)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARAM = re.compile(r"^[a-z][a-z0-9\-_]*$")
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok", "aftercorr")
 JOB_ID_FILE = "slurm_job_id"
@@ -143,12 +140,7 @@ class SlurmExecutor(Executor):
         if self.dependency_type not in DEPENDENCY_TYPES:
             raise ConfigError(f"{self.dependency_type!r} is not one of {', '.join(DEPENDENCY_TYPES)}",
                               path="SlurmExecutor.dependency_type")
-        for name, value in self.env_vars.items():
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise ConfigError(f"{name!r} is not a valid environment variable name", path="SlurmExecutor.env_vars")
-            if not isinstance(value, str):
-                raise ConfigError(f"value of {name} must be a string, got {value!r}; write {name}={str(value)!r}",
-                                  path="SlurmExecutor.env_vars")
+        check_env_vars(self.env_vars, "SlurmExecutor.env_vars")
         for key, value in self.additional_parameters.items():
             if not isinstance(key, str) or not _PARAM.match(key):
                 raise ConfigError(f"{key!r} is not an sbatch option name (e.g. 'mail-type')",
@@ -182,8 +174,7 @@ class SlurmExecutor(Executor):
     def job_name(self, job: Job) -> str:
         return re.sub(r"[^A-Za-z0-9_.\-]", "_", job.key.replace("/", "."))[:200]
 
-    def directives(self, job: Job, remote_dir: str, depends_on: Sequence[str] = (),
-                   code_dir: str | None = None) -> list[list[str]]:
+    def directives(self, job: Job, remote_dir: str, depends_on: Sequence[str] = ()) -> list[list[str]]:
         common = [f"--job-name={self.job_name(job)}", f"--output={remote_dir}/log.out", "--open-mode=append",
                   f"--chdir={remote_dir}"]
         if self.time:
@@ -267,7 +258,7 @@ class SlurmExecutor(Executor):
 
     def dryrun(self, job: Job) -> SubmitRequest:
         remote_dir = self.remote_dir(job)
-        depends = [h.job_id for h in getattr(job, "depends_on", [])]
+        depends = [h.job_id for h in job.depends_on]
         text = self.render(job, remote_dir, depends)
         return SubmitRequest(self.backend, text, files=dict(job.files),
                              meta={"remote_dir": remote_dir, "address": self.tunnel.address,
@@ -329,13 +320,6 @@ def job_files_tar(files: dict[str, str], script: str) -> bytes:
             info.mode = 0o755 if name.endswith(".sh") else 0o644
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def rewrite_payload(text: str, sys_path: list[str]) -> str:
-    """The runner payload with the cluster's import path (the uploaded code) instead of this machine's."""
-    payload = json.loads(text)
-    payload["sys_path"] = sys_path
-    return json.dumps(payload)
 
 
 def _remote_path(arg: str, local_dir: str, remote_dir: str) -> str:

@@ -11,9 +11,10 @@ import time
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from nemorun_core.errors import ExecutorError, SubmissionError
-from nemorun_core.executors.base import SUBMISSION_BATCH, Job, JobHandle, JobState, JobStatus
+from nemorun_core.executors.base import Job, JobHandle, JobState, JobStatus, package_code
 from nemorun_core.executors.slurm import states
-from nemorun_core.executors.slurm.executor import JOB_ID_FILE, job_files_tar, rewrite_payload
+from nemorun_core.executors.files import rewrite_payload
+from nemorun_core.executors.slurm.executor import JOB_ID_FILE, job_files_tar
 from nemorun_core.secrets import is_secret_name
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
     files = dict(job.files)
     if "task.json" in files and code_dir:
         files["task.json"] = rewrite_payload(files["task.json"], [code_dir])
-    depends = [h.job_id for h in getattr(job, "depends_on", [])]
+    depends = [h.job_id for h in job.depends_on]
     script = ex.render(job, remote_dir, depends, code_dir)
     env = {**ex.env_vars, **job.env}
     secrets = "".join(f"export {k}={q(v)}\n" for k, v in sorted(env.items()) if is_secret_name(k))
@@ -89,7 +90,8 @@ def find(ex: "SlurmExecutor", key: str) -> JobHandle | None:
 
 
 def status_many(ex: "SlurmExecutor", handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
-    """One remote call for all ``handles``: ``squeue`` for live jobs and ``sacct`` for finished ones."""
+    """One remote call for all ``handles`` (``squeue`` for live jobs, ``sacct`` for finished ones), and one more
+    only when some have failed: their runner's own error, from ``status.json``."""
     if not handles:
         return {}
     out = _parse_states(handles, ex.tunnel.run(_states_command(handles), check=False).stdout)
@@ -196,50 +198,37 @@ def _add_task_errors(ex: "SlurmExecutor", handles: list[JobHandle], out: dict[Jo
 
 
 def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -> Iterator[str]:
-    """Lines of ``log.out`` from line ``offset``; each fetch asks only for what is new (``tail -n +N``)."""
-    path = q(handle.job_dir + "/log.out")
+    """Lines of ``log.out`` from line ``offset``; each fetch asks only for what is new (``tail -n +N``).
+
+    A log that does not exist (yet) has no lines. While following, a last line without its newline waits until it
+    is complete or the job has ended.
+    """
+    def fetch(line_no: int, final: bool) -> list[str]:
+        text = ex.tunnel.run(f"tail -n +{line_no + 1} {q(handle.job_dir + '/log.out')} 2>/dev/null",
+                             check=False).stdout
+        lines = text.split("\n")
+        partial = lines.pop()  # "" when the text ends with a newline, or is empty
+        return [*lines, partial] if partial and final else lines
+
     line_no = offset
     while True:
-        result = ex.tunnel.run(f"tail -n +{line_no + 1} {path} 2>/dev/null", check=False)
-        text = result.stdout
-        complete = text.split("\n")
-        if follow and not text.endswith("\n"):
-            complete = complete[:-1]  # a running job's partial last line waits until it is complete
-        elif text.endswith("\n"):
-            complete = complete[:-1]
-        for line in complete:
-            yield line
-        line_no += len(complete)
+        lines = fetch(line_no, final=not follow)
+        yield from lines
+        line_no += len(lines)
         if not follow:
             return
-        if not complete:
+        if not lines:
             if ex.status(handle).is_terminal:
-                rest = ex.tunnel.run(f"tail -n +{line_no + 1} {path} 2>/dev/null", check=False).stdout
-                yield from (line for line in rest.split("\n") if line) if rest.strip() else ()
+                yield from fetch(line_no, final=True)  # written between the last fetch and the end
                 return
             time.sleep(1.0)  # a remote poll: once a second is plenty for people reading logs
-
-
-_PACKAGED: dict[tuple, tuple[str, object]] = {}
 
 
 def upload_code(ex: "SlurmExecutor") -> str:
     """Package the code (once per experiment run), upload it unless the cluster has it; return its directory."""
     from nemorun_core.experiment.store import default_home
 
-    batch = SUBMISSION_BATCH.get()
-    key = (batch, repr(ex.packager), os.getcwd())
-    cached = _PACKAGED.get(key) if batch is not None else None
-    if cached is None:
-        output = os.path.join(default_home(), "packages")
-        os.makedirs(output, exist_ok=True)
-        package = ex.packager.package(os.getcwd(), output)
-        if batch is not None:
-            for stale in [k for k in _PACKAGED if k[0] != batch]:
-                del _PACKAGED[stale]
-            _PACKAGED[key] = (batch, package)
-    else:
-        package = cached[1]
+    package = package_code(ex.packager, os.path.join(default_home(), "packages"))
     tunnel = ex.tunnel
     root = f"{tunnel.job_dir.rstrip('/')}/code"
     target = f"{root}/{package.digest}"

@@ -78,7 +78,6 @@ def test_gpu_device_requests(num_gpus, expected):
 
 
 def test_gpu_request_becomes_an_sdk_device_request():
-    pytest.importorskip("docker")
     from docker.types import DeviceRequest
 
     from nemorun_core.executors.docker.executor import to_sdk_kwargs
