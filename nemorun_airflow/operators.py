@@ -315,10 +315,9 @@ class NemorunOperator(BaseOperator):
         spec = dataclasses.replace(spec, handle=handle)
         if status.state is not JobState.SUCCEEDED:
             raise AirflowException(redact_text(str(job_failure(spec, status)), secrets))
-        where = getattr(spec.executor, "log_location", None)
         summary: dict[str, Any] = {
             "name": spec.name, "handle": handle.to_dict(), "state": status.state.value,
-            "exit_code": status.exit_code, "log": where(handle) if callable(where) else None,
+            "exit_code": status.exit_code, "log": spec.executor.log_location(handle),
         }
         if spec.kind != "script":
             summary.update(_result(spec, handle, self.xcom_result_max_bytes))
@@ -361,22 +360,14 @@ class _PartialArgs:
 
 def follow(executor: Executor, handle: JobHandle, offset: int, poll_interval: float, log: Any,
            secrets: Sequence[str] = ()) -> tuple[JobStatus, int]:
-    """Log the job's new lines until it is terminal; return its final status and the log offset reached.
-
-    Blocks. Each round is one ``poll_many`` call (status, then new lines); between rounds the executor's
-    ``wait_any`` returns early when the job may have changed.
-    """
+    """Log the job's new lines (secrets redacted) until it is terminal; return its final status and the log offset
+    reached. Blocks (:func:`nemorun_core.executors.base.follow_log`)."""
+    from nemorun_core.executors.base import follow_log
     from nemorun_core.secrets import redact_text
 
     secrets = list(secrets)
-    while True:
-        status, lines = executor.poll_many({handle: offset})[handle]
-        for line in lines:
-            log.info("%s", redact_text(line, secrets))
-        offset += len(lines)
-        if status.is_terminal:
-            return status, offset
-        executor.wait_any([handle], poll_interval)
+    return follow_log(executor, handle, lambda line: log.info("%s", redact_text(line, secrets)), offset=offset,
+                      poll=poll_interval)
 
 
 def _remember(store: Any, attempt: int, handle: JobHandle) -> None:

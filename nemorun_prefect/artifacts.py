@@ -60,16 +60,11 @@ def _flow_name() -> str:
     return flow_run.flow_name or "no-flow"
 
 
-def _log_location(executor: Executor, handle: JobHandle) -> str:
-    where = getattr(executor, "log_location", None)
-    return str(where(handle)) if callable(where) else ""
-
-
 def task_markdown(spec: Any, handle: JobHandle) -> str:
     """The markdown of :func:`task_submitted` (no Prefect call: tests and other renderers use it too)."""
     executor = spec.executor
     rows = [("task", spec.name), ("job key", handle.key), ("backend", handle.backend), ("job id", handle.job_id),
-            ("job directory", handle.job_dir), ("log", _log_location(executor, handle))]
+            ("job directory", handle.job_dir), ("log", executor.log_location(handle) or "")]
     table = "\n".join(f"| {name} | `{value}` |" for name, value in rows if value)
     return (f"# nemorun task `{spec.name}`\n\n| | |\n|---|---|\n{table}\n\n"
             f"## Configuration ({spec.kind})\n\n```yaml\n{readable_yaml(spec.task)}```\n\n"
@@ -127,7 +122,7 @@ def job_rows(specs: list[Any], flow_run_id: str) -> list[dict[str, Any]]:
         for spec, handle in group:
             status: JobStatus = statuses[handle]
             rows[spec.name].update({"job id": handle.job_id, "state": status.state.value,
-                                    "exit code": status.exit_code, "log": _log_location(executor, handle),
+                                    "exit code": status.exit_code, "log": executor.log_location(handle) or "",
                                     "duration (s)": _duration(executor, handle),
                                     "message": (status.message or "")[:300]})
     return list(rows.values())

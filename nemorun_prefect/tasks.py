@@ -36,7 +36,7 @@ from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
 
 from nemorun_core.errors import ExperimentError
-from nemorun_core.executors.base import Executor, JobState
+from nemorun_core.executors.base import Executor, JobState, follow_log
 from nemorun_core.executors.files import read_json, write_atomic
 from nemorun_core.experiment.experiment import job_failure
 from nemorun_core.experiment.jobref import JobRef, attempt_dir, executor_config, find_attempt
@@ -192,23 +192,12 @@ def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = Non
     logger = get_run_logger()
     spec = ref.spec(executor)
     executor, handle = spec.executor, spec.handle
-    offset = 0
-    while True:
-        # One backend round per poll (the status is read before the new lines, so none is lost at the end).
-        status, lines = executor.poll_many({handle: offset})[handle]
-        for line in lines:
-            logger.info("%s", line)
-        offset += len(lines)
-        if status.is_terminal:
-            # A round may be capped (Slurm: so many lines at most); what is left of a finished job's log comes now.
-            for line in executor.logs(handle, offset=offset):
-                logger.info("%s", line)
-            break
-        if stop is not None and stop.is_set():
-            raise ExperimentError(
-                f"stopped following job {handle.key} ({status.state.value}): its flow run is ending; the job is left "
-                "to the flow's cancellation hook, or to a restart of the flow run, which re-attaches to it")
-        executor.wait_any([handle], poll)
+    status, _ = follow_log(executor, handle, lambda line: logger.info("%s", line), poll=poll,
+                           stop=stop.is_set if stop is not None else None)
+    if not status.is_terminal:
+        raise ExperimentError(
+            f"stopped following job {handle.key} ({status.state.value}): its flow run is ending; the job is left "
+            "to the flow's cancellation hook, or to a restart of the flow run, which re-attaches to it")
     if status.state is not JobState.SUCCEEDED:
         raise job_failure(spec, status)
     return read_result(spec)

@@ -23,7 +23,7 @@ import re
 import signal
 import threading
 import time
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from nemorun_core.errors import ConfigError, ExecutorError
 
@@ -260,6 +260,10 @@ class Executor(abc.ABC):
         """
         time.sleep(timeout)
 
+    def log_location(self, handle: JobHandle) -> str | None:
+        """Where a person finds the job's log (a path, or a command), for messages; None when the backend has none."""
+        return None
+
     def result_path(self, handle: JobHandle) -> str | None:
         """A local path to the job's ``result.json`` when the job's files are reachable here, else None."""
         return None
@@ -299,6 +303,30 @@ class LocalJobFiles:
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def follow_log(executor: Executor, handle: JobHandle, emit: Callable[[str], Any], *, offset: int = 0,
+               poll: float = 1.0, stop: Callable[[], bool] | None = None) -> tuple[JobStatus, int]:
+    """Hand each new log line of a job to ``emit`` until the job is terminal; return its last status and the offset.
+
+    What an orchestrator does while it waits on a job in its worker: one :meth:`Executor.poll_many` round at a time
+    (status, then the lines from ``offset``), :meth:`Executor.wait_any` between rounds (woken early by backends that
+    can), and, once the job is terminal, whatever a capped round left of its log. ``stop`` is asked between rounds:
+    when it says so, the status returned is the last one read (not terminal) and the job is left running.
+    """
+    while True:
+        status, lines = executor.poll_many({handle: offset})[handle]
+        for line in lines:
+            emit(line)
+        offset += len(lines)
+        if status.is_terminal:
+            for line in executor.logs(handle, offset=offset):
+                emit(line)
+                offset += 1
+            return status, offset
+        if stop is not None and stop():
+            return status, offset
+        executor.wait_any([handle], poll)
 
 
 def check_env_vars(env: Any, path: str) -> None:

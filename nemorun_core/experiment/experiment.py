@@ -428,8 +428,7 @@ def job_failure(spec: TaskSpec, status: JobStatus) -> JobFailedError:
 def _log_location(spec: TaskSpec) -> str | None:
     if spec.handle is None:
         return None
-    where = getattr(spec.executor, "log_location", None)
-    return where(spec.handle) if callable(where) else None
+    return spec.executor.log_location(spec.handle)
 
 
 def _default_experiment_name(title: str | None) -> str:

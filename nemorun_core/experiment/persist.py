@@ -38,7 +38,7 @@ def _readable(value: Any) -> str:
 
 def materialize(exp: Any, options: dict[str, Any]) -> None:
     """Create the experiment's directory and write its metadata, tasks and executors (before any submission)."""
-    from nemorun_core.config import serialize
+    from nemorun_core.experiment.jobref import executor_config
 
     store: Store = exp.store
     exp.created_at = time.time()
@@ -50,7 +50,7 @@ def materialize(exp: Any, options: dict[str, Any]) -> None:
         # at submission keeps its unresolved original in config.json (scheduler._submit).
         store.write_text(os.path.join(d, TASK_FILE), json.dumps(task_payload(spec)))
         store.write_text(os.path.join(d, "executor.json"),
-                         json.dumps(redact(serialize.encode(spec.executor, payload=True))))
+                         json.dumps(executor_config(spec.executor)))
     # What is only for people (the environment snapshot lists every installed package; the YAML views) is written
     # beside the launch rather than before it; run() waits for it before returning.
     snap = threading.Thread(target=_write_for_people, args=(exp.dir, list(exp._tasks.values())), daemon=True,

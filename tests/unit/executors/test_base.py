@@ -72,3 +72,42 @@ def test_slurm_logs_have_no_phantom_line_and_keep_blank_ones(tmp_path):
     assert list(ex.logs(handle, offset=3)) == [], "read from the end: nothing new"
     (tmp_path / "t" / "log.out").write_text("a\n\nb\npartial")
     assert list(ex.logs(handle, offset=3)) == ["partial"], "without follow, the last line is returned as it is"
+
+
+def test_follow_log_reads_rounds_then_drains_a_capped_final_round(tmp_path) -> None:
+    """follow_log: one poll_many per round, wait_any between rounds, the rest of a capped log once terminal, and
+    ``stop`` leaves a running job with its last status."""
+    from nemorun_core.executors.base import JobHandle, JobState, JobStatus, follow_log
+
+    from nemorun_core.executors.base import Executor
+
+    class Scripted(Executor):
+        dryrun = submit = status_many = cancel = None  # not used by follow_log
+
+        def __init__(self, rounds, log):
+            self.rounds, self.log, self.polls, self.waits = list(rounds), log, 0, 0
+
+        def poll_many(self, offsets):
+            (handle, offset), = offsets.items()
+            state, upto = self.rounds.pop(0)
+            self.polls += 1
+            return {handle: (JobStatus(state), self.log[offset:upto])}
+
+        def logs(self, handle, *, follow=False, offset=0):
+            return iter(self.log[offset:])
+
+        def wait_any(self, handles, timeout):
+            self.waits += 1
+
+    handle = JobHandle.create("test", "1", "k/t/0", str(tmp_path))
+    log = [f"line {i}" for i in range(6)]
+    ex = Scripted([(JobState.RUNNING, 2), (JobState.RUNNING, 3), (JobState.SUCCEEDED, 4)], log)
+    seen: list[str] = []
+    status, offset = follow_log(ex, handle, seen.append, poll=0)
+    assert status.state is JobState.SUCCEEDED and offset == 6 and seen == log  # lines 4-5: the capped rest
+    assert (ex.polls, ex.waits) == (3, 2)
+
+    ex = Scripted([(JobState.RUNNING, 1), (JobState.RUNNING, 2)], log)
+    seen = []
+    status, offset = follow_log(ex, handle, seen.append, offset=0, poll=0, stop=lambda: ex.polls >= 2)
+    assert status.state is JobState.RUNNING and offset == 2 and seen == log[:2] and ex.waits == 1
