@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "Experiment": "nemorun_core.experiment.experiment",
     "Plugin": "nemorun_core.experiment.plugin",
     "log_metrics": "nemorun_core.metrics",
+    "Secret": "nemorun_core.secrets",
     # command line
     "cli_command": "nemorun_core.cli.entrypoint",
 }
@@ -92,6 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemorun_core.launchers.fault_tolerance import FaultTolerance
     from nemorun_core.launchers.torchrun import Torchrun
     from nemorun_core.metrics import log_metrics
+    from nemorun_core.secrets import Secret
     from nemorun_core.packaging.base import Package, Packager
     from nemorun_core.packaging.git import GitArchivePackager, GitPackage
     from nemorun_core.packaging.hybrid import HybridPackager

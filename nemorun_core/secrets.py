@@ -1,16 +1,45 @@
 """Keep secrets out of everything nemorun writes: the store, logs, rendered scripts, orchestrator state.
 
-A value is treated as secret when its name says so (``WANDB_API_KEY``, ``db_password``, ``HF_TOKEN``...) or when it
-looks like key material (a PEM private key). Redaction replaces the value, never the name, so a reader still sees
-which settings were in use.
+A value is treated as secret when its name says so (``WANDB_API_KEY``, ``db_password``, ``HF_TOKEN``...), when it
+looks like key material (a PEM private key), or when the user marks it with :class:`Secret` (for a secret under a
+neutral name: ``env_vars={"MY_VALUE": run.Secret(value)}``). Redaction replaces the value, never the name, so a
+reader still sees which settings were in use.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # not `typing`: job processes import this module through the serializer
+if TYPE_CHECKING:
+    from typing import Any
 
 REDACTED = "<redacted>"
+SECRET_MARKER = "_secret_"
+
+
+class Secret(str):
+    """A string that nemorun treats as a secret whatever its name: ``run.Secret(os.environ["MY_VALUE"])``.
+
+    It is a ``str`` (an executor passes it to the job like any value), but its ``repr`` never shows it, it is
+    redacted in the store, in rendered scripts, in logs and in orchestrator state, and it reaches jobs the way
+    secrets do (never on a command line or in a generated script). In plain data it is ``{"_secret_": value}``
+    before redaction and ``{"_secret_": "<redacted>"}`` after.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED!r})"
+
+    def __reduce__(self) -> Any:
+        return (Secret, (str(self),))
+
+
+def is_secret(name: str, value: Any = None) -> bool:
+    """Whether the setting ``name`` = ``value`` is secret: marked with :class:`Secret`, named like a secret
+    (:func:`is_secret_name`), or holding key material (:func:`looks_secret`)."""
+    return isinstance(value, Secret) or is_secret_name(name) or looks_secret(value)
 
 _SECRET_NAME = re.compile(
     r"(secret|token|passw(or)?d|passphrase|api[_\-]?key|access[_\-]?key|private[_\-]?key|credential|auth|cookie|"
@@ -38,7 +67,11 @@ def looks_secret(value: Any) -> bool:
 
 def redact(data: Any, *, _name: str = "") -> Any:
     """A copy of plain data (dicts, lists, scalars) with secret values replaced by ``"<redacted>"``."""
+    if isinstance(data, Secret):
+        return {SECRET_MARKER: REDACTED}
     if isinstance(data, dict):
+        if set(data) == {SECRET_MARKER}:
+            return {SECRET_MARKER: REDACTED}
         return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and v not in (None, "", {}, [])
                     else redact(v, _name=str(k))) for k, v in data.items()}
     if isinstance(data, list):
@@ -63,13 +96,23 @@ def restore(data: Any) -> Any:
     import os
 
     if isinstance(data, dict):
-        return {k: (os.environ[k] if v == REDACTED and isinstance(k, str) and k in os.environ else restore(v))
-                for k, v in data.items()}
+        return {k: _restored(k, v) for k, v in data.items()}
     if isinstance(data, list):
         return [restore(v) for v in data]
     if isinstance(data, tuple):
         return tuple(restore(v) for v in data)
     return data
+
+
+def _restored(key: Any, value: Any) -> Any:
+    import os
+
+    if isinstance(key, str) and key in os.environ:
+        if value == REDACTED:
+            return os.environ[key]
+        if value == {SECRET_MARKER: REDACTED}:
+            return {SECRET_MARKER: os.environ[key]}
+    return restore(value)
 
 
 HELD_PREFIX = "NEMORUN_SECRET_"
@@ -110,7 +153,11 @@ def secret_values(data: Any) -> list[str]:
     found: set[str] = set()
 
     def visit(value: Any, secret: bool) -> None:
+        if isinstance(value, Secret):
+            secret = True
         if isinstance(value, dict):
+            if set(value) == {SECRET_MARKER}:
+                secret = True
             for k, v in value.items():
                 visit(v, secret or (isinstance(k, str) and is_secret_name(k)))
         elif isinstance(value, (list, tuple)):

@@ -9,6 +9,7 @@ The plain form is readable and stable, in the style of ``_target_`` configs::
 Markers: ``_target_`` (a configured call; ``_partial_: true`` for a Partial, ``_instance_: true`` for a dataclass
 value such as an executor), ``_args_`` (positional arguments), ``_ref_`` (a function or class used as a value),
 ``_member_`` (an enum member, with ``_target_`` its class), ``_tuple_``, ``_path_``, ``_none_`` (TOML has no null),
+``_secret_`` (a :class:`~nemorun_core.secrets.Secret`; the store keeps it as ``{_secret_: <redacted>}``),
 and ``_pickle_`` (cloudpickle, base64: only in the *payload* form sent to the runner, for objects that cannot be
 imported by name, such as functions defined in the launching script's ``__main__``).
 
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
 
 from nemorun_core.config.building import call_target, join_path
 from nemorun_core.errors import SerializationError
+from nemorun_core.secrets import Secret
 
 MARKERS = frozenset(
-    {"_target_", "_partial_", "_instance_", "_args_", "_ref_", "_member_", "_tuple_", "_path_", "_none_", "_pickle_"}
+    {"_target_", "_partial_", "_instance_", "_args_", "_ref_", "_member_", "_tuple_", "_path_", "_none_", "_pickle_",
+     "_secret_"}
 )
 
 
@@ -101,6 +104,8 @@ def _unpickled(text: str) -> Any:
 # -- encode ----------------------------------------------------------------------------------------------------------
 def encode(value: Any, *, payload: bool = False, path: str = "") -> Any:
     """Turn a config tree (or any supported value) into plain data. See the module docstring for the form."""
+    if isinstance(value, Secret):
+        return {"_secret_": str(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     import dataclasses
@@ -178,6 +183,8 @@ def decode(data: Any, *, build: bool = False, path: str = "") -> Any:
         return [decode(v, build=build, path=join_path(path, i)) for i, v in enumerate(data)]
     if not isinstance(data, dict):
         return data
+    if "_secret_" in data:
+        return Secret(data["_secret_"])
     if "_tuple_" in data:
         return tuple(decode(v, build=build, path=join_path(path, i)) for i, v in enumerate(data["_tuple_"]))
     if "_path_" in data:
