@@ -88,6 +88,14 @@ class ExecutorError(NemorunError):
     """An executor refused a job or a backend call failed."""
 
 
+class BackendUnavailableError(ExecutorError):
+    """The backend (a cluster over SSH, a container engine, an API) could not be reached for now.
+
+    Says nothing about the job itself, which may still be running: callers that follow a job retry this error with
+    backoff for a bounded outage (see ``nemorun_core.executors.base.follow_log``) before giving up.
+    """
+
+
 class SubmissionError(ExecutorError):
     """A job could not be submitted; nothing was started."""
 
