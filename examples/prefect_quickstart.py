@@ -11,9 +11,14 @@ database: allow 10-20 s); with it, the runs, logs and artifacts go to that serve
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
-from prefect import flow
+# Prefect gives its temporary server 20 s to start by default; a busy laptop (or CI runner) can need more for the
+# first start, which creates the database. An explicit setting of yours still wins.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from prefect import flow  # noqa: E402  (after the setting above, which Prefect reads when it starts the server)
 
 import nemorun_core as run
 from nemorun_prefect import experiment_flow, run_nemorun_task

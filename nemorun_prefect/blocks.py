@@ -45,7 +45,7 @@ from pydantic import Field, SecretStr
 
 from nemorun_core.config.serialize import MARKERS
 from nemorun_core.errors import ConfigError, SerializationError
-from nemorun_core.secrets import REDACTED, hold_in_env, is_secret_name, looks_secret
+from nemorun_core.secrets import REDACTED, SECRET_MARKER, hold_in_env, is_secret_name, looks_secret
 
 # A known_hosts line: host pattern(s), key type, base64 key (a leading @marker is allowed).
 _KNOWN_HOSTS_LINE = re.compile(r"^(@\S+\s+)?\S+\s+(ssh-|ecdsa-|sk-)\S+\s+[A-Za-z0-9+/=]+", re.MULTILINE)
@@ -237,11 +237,15 @@ def _takes_tunnel(cls: type) -> bool:
 def split_secrets(data: Any) -> tuple[Any, Any]:
     """Split plain config data into (the data with secret values ``"<redacted>"``, the secret values at their place).
 
-    A value is secret when its key says so (:func:`~nemorun_core.secrets.is_secret_name`) or when it looks like key
-    material, as :func:`~nemorun_core.secrets.redact` decides. List items are placed under their index, as a string.
-    The second part is None when there is no secret.
+    A value is secret when its key says so (:func:`~nemorun_core.secrets.is_secret_name`), when it looks like key
+    material, or when it is a :class:`~nemorun_core.secrets.Secret` (``{"_secret_": value}`` in plain data), as
+    :func:`~nemorun_core.secrets.redact` decides. List items are placed under their index, as a string. The second
+    part is None when there is no secret.
     """
     if isinstance(data, dict):
+        if set(data) == {SECRET_MARKER}:
+            value = data[SECRET_MARKER]
+            return ({SECRET_MARKER: REDACTED}, data) if value not in (None, "", REDACTED) else (data, None)
         public, secret = {}, {}
         for k, v in data.items():
             if isinstance(k, str) and k not in MARKERS and is_secret_name(k) and v not in (None, "", {}, []):

@@ -158,6 +158,18 @@ def test_split_and_merge_secrets_round_trip_at_any_depth() -> None:
     assert split_secrets({"a": 1}) == ({"a": 1}, None)
 
 
+def test_a_secret_under_a_neutral_name_stays_out_of_the_block_config() -> None:
+    from nemorun_prefect.blocks import NemorunExecutorBlock
+
+    value = "line one\nline two\n"
+    block = NemorunExecutorBlock.from_executor(run.LocalExecutor(env_vars={"MY_VALUE": run.Secret(value), "A": "1"}))
+    assert value not in json.dumps(block.executor_config) and "line one" not in json.dumps(block.executor_config)
+    assert block.executor_config["env_vars"]["MY_VALUE"] == {"_secret_": "<redacted>"}
+    executor = block.executor()
+    assert isinstance(executor.env_vars["MY_VALUE"], run.Secret) and executor.env_vars["MY_VALUE"] == value
+    assert executor.env_vars["A"] == "1"
+
+
 def test_bad_executor_blocks_are_clear_errors_naming_the_field() -> None:
     from nemorun_prefect.blocks import NemorunExecutorBlock, NemorunSSHCluster
 

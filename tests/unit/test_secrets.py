@@ -40,3 +40,34 @@ def test_job_ref_round_trips_without_secrets(tmp_path) -> None:
     ref = JobRef.create(TaskSpec("t", run.Script(inline="true"), executor, []), handle)
     assert ref.kind == "script" and ref.job_handle() == handle and ref.spec().kind == "script"
 
+
+
+def test_a_secret_marked_with_run_secret_is_redacted_under_any_name(monkeypatch) -> None:
+    from nemorun_core.config import serialize
+    from nemorun_core.secrets import Secret, is_secret, redact, restore
+
+    value = "-----not a key-----\nsecond line\n"
+    secret = run.Secret(value)
+    assert isinstance(secret, str) and secret == value and value not in repr(secret) and "redacted" in repr(secret)
+    assert is_secret("MY_VALUE", secret) and not is_secret("MY_VALUE", value) and is_secret("HF_TOKEN", "x")
+    data = serialize.encode(run.LocalExecutor(env_vars={"MY_VALUE": secret, "MODE": "fast"}))
+    assert data["env_vars"]["MY_VALUE"] == {"_secret_": value}  # in memory, before anything is written
+    stored = redact(data)
+    assert value not in json.dumps(stored) and "second line" not in json.dumps(stored)
+    assert stored["env_vars"] == {"MY_VALUE": {"_secret_": REDACTED}, "MODE": "fast"}
+    assert secret_values(data) == [value]
+    # A process that loads the stored config gets the secret back from its environment, still marked secret.
+    monkeypatch.setenv("MY_VALUE", value)
+    loaded = serialize.decode(restore(stored), build=True)
+    assert isinstance(loaded.env_vars["MY_VALUE"], Secret) and loaded.env_vars["MY_VALUE"] == value
+    monkeypatch.delenv("MY_VALUE")
+    assert serialize.decode(restore(stored), build=True).env_vars["MY_VALUE"] == REDACTED
+
+
+def test_a_secret_survives_pickling_as_a_secret() -> None:
+    import pickle
+
+    from nemorun_core.secrets import Secret
+
+    copy = pickle.loads(pickle.dumps(run.Secret("abc")))
+    assert type(copy) is Secret and copy == "abc"
