@@ -40,7 +40,7 @@ def log_metrics(metrics: Mapping[str, Any], *, step: int | None = None) -> None:
     if rank != "0":
         return
     # O_APPEND writes of one short line are atomic, so concurrent writers do not interleave records.
-    fd = os.open(os.path.join(job_dir, METRICS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(os.path.join(job_dir, METRICS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, (line + "\n").encode())
     finally:

@@ -120,7 +120,7 @@ def _supervise(req: dict[str, Any]) -> None:
     job_dir = req["job_dir"]
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    fd = os.open(os.path.join(job_dir, "log.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(os.path.join(job_dir, "log.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -131,7 +131,8 @@ def _supervise(req: dict[str, Any]) -> None:
     sys.stderr = open(2, "w", closefd=False, buffering=1)
 
     def finish(codes: list[int]) -> None:
-        with open(os.path.join(job_dir, "launcher.json"), "w") as f:
+        fd = os.open(os.path.join(job_dir, "launcher.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as f:
             f.write(json.dumps({"exit_codes": codes}) + "\n")
         os._exit(0)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import select
 import shlex
 import signal
@@ -39,13 +40,59 @@ from nemorun_core.executors.base import (
     describe_exit,
 )
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
-from nemorun_core.secrets import is_secret_name, without_held
+from nemorun_core.secrets import is_secret, without_held
 
 LAUNCH_SCRIPT = "launch.sh"
 LAUNCHER_FILE = "launcher.json"
 HANDLE_FILE = "handle.json"
 CANCEL_FILE = "cancel"
 LOG_FILE = "log.out"
+# A bare command name (looked up on PATH where the job runs): no spaces, quotes or shell characters.
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9_.+\-]+")
+
+
+def check_arg_list(value: Any, path: str) -> None:
+    """Reject a setting that must be a list of command-line arguments (``srun_args``, mounts) but is not.
+
+    Each argument is passed as one word, quoted, so its content cannot run anything; but a plain string (which
+    would be split into characters), a non-string, or a newline or NUL (which no argument can carry through
+    a script line or ``exec``) only fails inside the job, after it has waited in a queue.
+
+    Raises:
+        ConfigError: naming ``path``, the offending item and the fix.
+    """
+    if isinstance(value, str):
+        raise ConfigError(f"must be a list of strings (one per argument), got the string {value!r}; write "
+                          f"{value.split()!r}", path=path)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"must be a list of strings (one per argument), got {value!r}", path=path)
+    for i, arg in enumerate(value):
+        if not isinstance(arg, str):
+            raise ConfigError(f"item {i} must be a string, got {arg!r}; write {str(arg)!r}", path=path)
+        if "\n" in arg or "\r" in arg or "\0" in arg:
+            raise ConfigError(f"item {i} ({arg!r}) contains a newline or NUL, which no argument can carry",
+                              path=path)
+
+
+def check_interpreter(value: Any, path: str) -> None:
+    """Reject a ``python`` setting that cannot start a process: it must be an absolute path or a bare command
+    name (``python3``). It is passed as one quoted word, so ``"python3 -u"`` or ``"~/venv/bin/python"`` would
+    only fail inside the job (no such command).
+
+    Raises:
+        ConfigError: naming ``path`` and the fix.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"must be the interpreter's absolute path or command name, got {value!r}",
+                          path=path)
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ConfigError(f"{value!r} contains a newline or NUL; give the interpreter's absolute path",
+                          path=path)
+    if not value.startswith("/") and not _COMMAND_NAME.fullmatch(value):
+        hint = ("'~' is not expanded there; write the absolute path" if value.startswith("~") else
+                "give options in the task's command, not here" if " " in value.strip() else
+                "write an absolute path (/opt/venv/bin/python) or a command name on PATH (python3)")
+        raise ConfigError(f"{value!r} is neither an absolute path nor a command name: {hint}", path=path)
 
 
 
@@ -90,6 +137,8 @@ class LocalExecutor(LocalJobFiles, Executor):
             raise ConfigError(f"must be a positive int, got {self.ntasks_per_node!r}", path="LocalExecutor.ntasks_per_node")
         if self.working_dir is not None and not isinstance(self.working_dir, str):
             raise ConfigError(f"must be a path string, got {self.working_dir!r}", path="LocalExecutor.working_dir")
+        if self.python is not None:
+            check_interpreter(self.python, "LocalExecutor.python")
         if not isinstance(self.cancel_grace_s, (int, float)) or self.cancel_grace_s < 0:
             raise ConfigError(f"must be a number >= 0, got {self.cancel_grace_s!r}", path="LocalExecutor.cancel_grace_s")
         from nemorun_core.launchers import resolve_launcher
@@ -111,9 +160,17 @@ class LocalExecutor(LocalJobFiles, Executor):
     def _argv(self, job: Job) -> list[str]:
         return [self._python() if a == "python" else a for a in job.command]
 
-    def dryrun(self, job: Job) -> SubmitRequest:
-        cwd = job.cwd or self.working_dir or "."
+    def _env(self, job: Job) -> dict[str, str]:
+        """The job's environment (the executor's, then the task's), checked like ``env_vars``: a bad name or a
+        NUL in a value is refused here, naming the variable, not by ``exec`` inside the supervisor."""
         env = {**self.env_vars, **job.env}
+        check_env_vars(env, f"LocalExecutor.env_vars (with the env of task {job.name!r})")
+        return env
+
+    def dryrun(self, job: Job) -> SubmitRequest:
+        self.check()
+        cwd = job.cwd or self.working_dir or "."
+        env = self._env(job)
         text = render_launch_script(job, self._argv(job), cwd, env, self.ntasks_per_node, self.launcher,
                                     self.cancel_grace_s)
         return SubmitRequest(
@@ -130,7 +187,7 @@ class LocalExecutor(LocalJobFiles, Executor):
         if existing is not None:
             return existing
         cwd = self._check_submittable(job)
-        env = {**self.env_vars, **job.env}
+        env = self._env(job)
         text = render_launch_script(job, self._argv(job), cwd, env, self.ntasks_per_node, self.launcher,
                                     self.cancel_grace_s)
         os.makedirs(job.job_dir, exist_ok=True)
@@ -194,7 +251,8 @@ class LocalExecutor(LocalJobFiles, Executor):
                 return server_for(self._python()).spawn(request)
             except OSError:
                 pass  # no usable fork server here: the shell supervisor does the same, only slower
-        with open(log_path, "ab") as log:
+        # Private to the user, like every file of the store (the job's output may show what it works on).
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(
                 ["/bin/sh", script],
                 cwd=job.job_dir,  # the script cds to the task's directory; a bad one is reported in the log
@@ -317,6 +375,12 @@ class LocalExecutor(LocalJobFiles, Executor):
         return read_lines(os.path.join(handle.job_dir, LOG_FILE), last=lines)
 
 
+def _comment(text: str) -> str:
+    """``text`` as one ``#`` line of the script: a newline in a name or value would end the comment and make
+    the rest a command."""
+    return "# " + text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _same_content(path: str, content: str) -> bool:
     try:
         with open(path) as f:
@@ -382,15 +446,15 @@ def render_launch_script(
     q = shlex.quote
     lines = [
         "#!/bin/sh",
-        f"# nemorun local job {job.name}",
-        f"# key: {job.key}",
-        f"# output: {os.path.join(job.job_dir, LOG_FILE)}",
+        _comment(f"nemorun local job {job.name}"),
+        _comment(f"key: {job.key}"),
+        _comment(f"output: {os.path.join(job.job_dir, LOG_FILE)}"),
     ]
     if env:
         lines.append("# environment (from the submitting process):")
         for name in sorted(env):
-            shown = "<secret>" if is_secret_name(name) else env[name]
-            lines.append(f"#   {name}={shown}".replace("\n", "\\n"))
+            shown = "<secret>" if is_secret(name, env[name]) else env[name]
+            lines.append(_comment(f"  {name}={shown}"))
     launcher_obj = resolve_launcher(launcher)
     if launcher_obj is not None:
         commands = [launcher_obj.wrap(argv, nodes=1, nproc_per_node=ntasks, node_rank=0, master_addr="127.0.0.1")]
@@ -405,14 +469,15 @@ def render_launch_script(
         f"job_dir={q(job.job_dir)}",
         # One short write, no helper processes; readers look at it only once this process is gone, when it is whole.
         "finish() {",
-        '  printf \'{"exit_codes": [%s]}\\n\' "$1" > "$job_dir/launcher.json"',
+        '  umask 077; printf \'{"exit_codes": [%s]}\\n\' "$1" > "$job_dir/launcher.json"',
         "}",
         # On TERM (cancel), the whole group already got the signal; escalate to KILL after the grace period.
         "killer=",
         # The killer kills its own sleep when it is called off, so nothing of the job outlives it.
         f"trap '[ -n \"$killer\" ] || {{ (sleep {grace:g} & s=$!; trap \"kill $s; exit 0\" TERM; wait $s; "
         f"kill -KILL 0) & killer=$!; }}' TERM INT HUP",
-        f"cd {q(cwd)} || {{ echo \"nemorun: cannot enter the working directory {cwd}\" >&2; finish 127; exit 127; }}",
+        f"cd {q(cwd)} || {{ echo \"nemorun: cannot enter the working directory\" {q(cwd)} >&2; "
+        "finish 127; exit 127; }",
         # wait returns early when a trapped signal arrives: wait again until the process is really gone.
         'reap() { while :; do wait "$1"; rc=$?; kill -0 "$1" 2>/dev/null || return "$rc"; done; }',
     ]

@@ -10,7 +10,7 @@ import abc
 import dataclasses
 from typing import Any
 
-from nemorun_core.errors import NemorunError
+from nemorun_core.errors import ConfigError, NemorunError
 
 
 class TunnelError(NemorunError):
@@ -75,8 +75,11 @@ class Tunnel(abc.ABC):
         """Run a shell command there; raise RemoteCommandError on a non-zero exit when ``check``."""
 
     @abc.abstractmethod
-    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        """Write a file there atomically (temporary + rename), creating parent directories."""
+    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o600) -> None:
+        """Write a file there atomically (temporary + rename), creating missing parent directories.
+
+        Files default to ``0600`` and created directories are ``0700``: job files are private to the user there.
+        """
 
     @abc.abstractmethod
     def put(self, local_path: str, remote_path: str) -> None:
@@ -101,3 +104,35 @@ class Tunnel(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+    def home(self) -> str:
+        """The home directory of the user there (one ``$HOME`` lookup; tunnels may cache it).
+
+        Raises:
+            TunnelError: the host could not be reached, or its answer is not an absolute path.
+        """
+        result = self.run('printf %s "$HOME"', check=False, timeout=60)
+        home = result.stdout
+        if not result.ok or not home.startswith("/") or "\n" in home:
+            raise TunnelError(f"on {self.address}: cannot tell the home directory ($HOME is {home!r}, exit status "
+                              f"{result.exit_code}); give the tunnel an absolute job_dir instead of one with '~'")
+        return home.rstrip("/") or "/"
+
+    def expand_home(self, path: str) -> str:
+        """``path`` with a leading ``~`` or ``~/`` replaced by the home directory there.
+
+        Commands quote every path (so a file name is never parsed as shell), and a quoted ``~`` is a literal
+        directory called ``~``; ``#SBATCH`` lines do not expand it either. So a path that means the home
+        directory is made absolute once, on the remote side, before it is used. Any other path is returned as is.
+
+        Raises:
+            ConfigError: ``~user/...`` (another user's home), which nemorun does not resolve.
+            TunnelError: see :meth:`home`.
+        """
+        if path != "~" and not path.startswith("~/"):
+            if path.startswith("~"):
+                raise ConfigError(f"{path!r}: '~user' paths are not supported; write the absolute path, or '~/...' "
+                                  "for your own home directory", path=f"{type(self).__name__}.job_dir")
+            return path
+        home = self.home()
+        return (home if home != "/" else "") + path[1:] or "/"

@@ -98,7 +98,7 @@ class LocalTunnel(Tunnel):
     def _atomic_write(self, remote_path: str, write: Callable[[IO[bytes]], None], mode: int) -> None:
         path = _path(remote_path)
         directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)  # private, like a job directory on a cluster
         # The temporary lives beside the target: os.replace is atomic only within one filesystem.
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         try:
@@ -111,7 +111,7 @@ class LocalTunnel(Tunnel):
                 os.unlink(tmp)
             raise
 
-    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o600) -> None:
         """Write ``data`` atomically (temporary + rename), creating parent directories."""
         self._atomic_write(remote_path, lambda f: f.write(data), mode)
 
@@ -128,7 +128,7 @@ class LocalTunnel(Tunnel):
             FileNotFoundError: there is no ``remote_path``.
         """
         with open(_path(remote_path), "rb") as src:
-            self._atomic_write(local_path, lambda f: shutil.copyfileobj(src, f, 1 << 20), 0o644)
+            self._atomic_write(local_path, lambda f: shutil.copyfileobj(src, f, 1 << 20), 0o600)
 
     def read_bytes(self, remote_path: str, offset: int = 0, limit: int | None = None) -> bytes | None:
         """Bytes from ``offset`` (at most ``limit``); None when the file does not exist."""
@@ -153,6 +153,10 @@ class LocalTunnel(Tunnel):
             raise TunnelError(f"LocalTunnel cannot forward 127.0.0.1:{local_port} to {remote_host}:{remote_port}: "
                               f"it only exposes ports of this machine as they are (local_port=0 or {remote_port})")
         return _NoForward(remote_port)
+
+    def home(self) -> str:
+        """This user's home directory (``~`` as ``os.path.expanduser`` sees it); no command is run."""
+        return os.path.expanduser("~").rstrip("/") or "/"
 
     def close(self) -> None:
         """Nothing to release. Idempotent."""

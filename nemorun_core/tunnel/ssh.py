@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from nemorun_core.errors import ConfigError
-from nemorun_core.tunnel._ssh_pool import POOL, Connection, SSHStats, ssh_stats
+from nemorun_core.tunnel._ssh_pool import POOL, Connection, ConnectionLostError, SSHStats, ssh_stats
 from nemorun_core.tunnel.base import CommandResult, Forward, RemoteCommandError, Tunnel, TunnelError
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ class SSHTunnel(Tunnel):
     Args:
         host: host name or address of the login node.
         user: user name there.
-        job_dir: base directory there for job directories and uploaded code.
+        job_dir: base directory there for job directories and uploaded code (``~/...``: under the user's home
+            there, looked up once). Directories nemorun creates there are private to the user (0700).
         identity: path of a private key file (``~`` expanded when connecting). With neither this nor
             ``identity_env``, the agent and the default ``~/.ssh/id_*`` keys are tried, as ``ssh`` would.
         port: SSH port.
@@ -156,8 +157,9 @@ class SSHTunnel(Tunnel):
                 raise self._as_tunnel_error(what, exc)
             POOL.discard(self._key(), conn)
             if not retry():
-                raise TunnelError(f"the connection to {self.address} dropped during {what} after the command was "
-                                  f"sent: it may or may not have run, so it was not retried ({exc})") from exc
+                raise ConnectionLostError(f"the connection to {self.address} dropped during {what} after the "
+                                          f"command was sent: it may or may not have run, so it was not retried "
+                                          f"({exc})") from exc
             log.info("connection to %s dropped during %s (%s); reconnecting once", self.address, what, exc)
         conn = self._connection()
         try:
@@ -165,7 +167,8 @@ class SSHTunnel(Tunnel):
         except Exception as exc:
             if _dropped(conn, exc):
                 POOL.discard(self._key(), conn)
-                raise TunnelError(f"the connection to {self.address} dropped again during {what}: {exc}") from exc
+                raise ConnectionLostError(f"the connection to {self.address} dropped again during {what}: "
+                                          f"{exc}") from exc
             raise self._as_tunnel_error(what, exc)
 
     def _as_tunnel_error(self, what: str, exc: Exception) -> Exception:
@@ -173,6 +176,15 @@ class SSHTunnel(Tunnel):
         if isinstance(exc, TunnelError) or not _connection_error(exc):
             return exc
         return TunnelError(f"on {self.address}: {what} failed: {exc}")
+
+    def home(self) -> str:
+        """The login's home directory there: looked up once per tunnel object and login (one ``$HOME`` echo)."""
+        # Cached as (address, home) outside the dataclass fields, so it is never serialized, and keyed by the
+        # address so that a copy pointed at another login looks it up again.
+        cached = self.__dict__.get("_home")
+        if cached is None or cached[0] != self.address:
+            cached = self.__dict__["_home"] = (self.address, super().home())
+        return cached[1]
 
     def close(self) -> None:
         """Close the pooled connection for this tunnel's login (shared: other copies reconnect on next use)."""
@@ -266,7 +278,7 @@ class SSHTunnel(Tunnel):
             pass
         SSHTunnel._makedirs(sftp, posixpath.dirname(directory.rstrip("/")))
         try:
-            sftp.mkdir(directory)
+            sftp.mkdir(directory, mode=0o700)  # private to the user, like the directories submissions create
         except OSError as exc:
             try:
                 sftp.stat(directory)  # created meanwhile by another writer is fine
@@ -305,7 +317,7 @@ class SSHTunnel(Tunnel):
         except (OSError, EOFError):
             pass
 
-    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o600) -> None:
         """Write ``data`` to ``remote_path`` atomically (temporary + rename), creating parent directories."""
         def write(sftp: Any, tmp: str) -> None:
             with sftp.open(tmp, "wb") as f:

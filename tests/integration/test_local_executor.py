@@ -282,3 +282,56 @@ def test_variables_held_for_tunnels_are_not_passed_to_jobs(tmp_path, monkeypatch
         seen = [line.split("=", 1)[0] for line in out.read_text().splitlines()]
         assert "NEMORUN_JOB_KEY" in seen
     assert name not in seen
+
+
+# -- the shell boundary (issue 10) ------------------------------------------------------------------------------------
+HOSTILE_SECRET = "abc\ntouch {marker}\n$(touch {marker}) `touch {marker}` 'q' \"d\"\n\n"
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "launch.sh"])
+def test_secret_values_reach_the_job_byte_for_byte_and_run_nothing(home, tmp_path, fork_server):
+    """Values with newlines, quotes and ``$(...)`` are data on both ways a local job starts; a ``run.Secret``
+    under a neutral name is shown as a secret in launch.sh, never its value."""
+    marker = tmp_path / "pwned"
+    values = {"DB_PASSWORD": HOSTILE_SECRET.format(marker=marker), "MY_VALUE": run.Secret("neutral-value-1234\n")}
+    ex = run.LocalExecutor(env_vars=values, fork_server=fork_server)
+    exp = run.Experiment("local-secrets")
+    exp.add(run.Partial(_tasks.echo_env, names=sorted(values)), executor=ex, name="env")
+    exp.run(quiet=True)
+    assert exp.result("env") == {k: str(v) for k, v in values.items()}
+    assert not marker.exists()
+    launch = open(os.path.join(exp._tasks["env"].handle.job_dir, "launch.sh")).read()
+    assert "neutral-value-1234" not in launch and "MY_VALUE=<secret>" in launch
+
+
+def test_launch_script_quotes_what_it_prints(tmp_path):
+    """A working directory whose name holds shell is printed as data when it cannot be entered, and a job name
+    with a newline cannot end the script's comment line."""
+    from nemorun_core.executors.local import render_launch_script
+
+    marker = tmp_path / "pwned"
+    cwd = str(tmp_path / f"gone $(touch {marker}) `touch {marker}`")
+    job = Job(f"j\ntouch {marker}", "exp/j/0", ["true"], str(tmp_path))
+    script = tmp_path / "launch.sh"
+    script.write_text(render_launch_script(job, ["true"], cwd, {"V": f"x\ntouch {marker}"}, 1, None, 1.0))
+    out = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 127 and cwd in out.stderr
+    assert not marker.exists()
+    assert json.loads((tmp_path / "launcher.json").read_text()) == {"exit_codes": [127]}
+
+
+def test_a_nul_in_a_task_env_is_refused_before_anything_starts(home, tmp_path):
+    job = _job(tmp_path)
+    job.env = {"API_TOKEN": "a\0b"}
+    with pytest.raises(ConfigError) as info:
+        run.LocalExecutor().submit(job)
+    assert "API_TOKEN" in str(info.value) and "NUL" in str(info.value)
+    assert not os.path.exists(os.path.join(job.job_dir, "launch.sh")), "nothing was started"
+    with pytest.raises(JobFailedError, match="API_TOKEN"):
+        run.run(run.Script(inline="true", env={"API_TOKEN": "a\0b"}), name="nul", tail_logs=False)
+
+
+@pytest.mark.parametrize("python", ["", "python3 -u", "~/venv/bin/python", "/usr/bin/py\nthon", 3])
+def test_a_python_that_cannot_start_is_refused(python):
+    with pytest.raises(ConfigError, match="LocalExecutor.python"):
+        run.LocalExecutor(python=python)

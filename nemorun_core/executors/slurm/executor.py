@@ -1,11 +1,12 @@
 """``SlurmExecutor``: run a job on a Slurm cluster, reached through a tunnel (SSH or this machine).
 
-One job is one ``sbatch`` of a script rendered from ``sbatch.sh.j2`` (``dryrun`` returns it exactly). Submission is
-one remote command: the job's files travel as a tar on its stdin (secret environment values ahead of it, as
-``export`` lines the command evaluates, so they are never written to disk or put on a command line), and the
-command submits only if the job directory has no ``slurm_job_id`` yet, so a retried submission finds the first job
-instead of starting another. Status of many jobs is one remote call (``squeue`` and ``sacct`` together), and so
-is a poller's round of status plus new log lines (``poll_many``).
+One job is one ``sbatch`` of a script rendered from ``sbatch.sh.j2`` (``dryrun`` returns it exactly, except that
+a ``~`` in the tunnel's ``job_dir`` becomes the remote home at submission). Submission is one remote command: the
+job's files travel as a tar on its stdin, with the secret environment values ahead of it as base64 data (never
+parsed as shell, never written to disk or put on a command line); the command claims the job directory for the
+job's key and submits only if it has no ``slurm_job_id`` yet, so a retried submission finds the first job instead
+of starting another, and a submission under another key is refused. Status of many jobs is one remote call
+(``squeue`` and ``sacct`` together), and so is a poller's round of status plus new log lines (``poll_many``).
 """
 
 from __future__ import annotations
@@ -18,16 +19,24 @@ import shlex
 import tarfile
 from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
-from nemorun_core.errors import ConfigError
+from nemorun_core.errors import ConfigError, SubmissionError
 from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus, SubmitRequest, check_env_vars
-from nemorun_core.secrets import is_secret_name
+from nemorun_core.executors.local import check_arg_list, check_interpreter
+from nemorun_core.secrets import is_secret
 
-_IDENT = re.compile(r"^[A-Za-z0-9_.,:@%+=&|!()\[\]*\-/]+$")  # what #SBATCH values may hold: no spaces, quotes, #
-_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
-_MEM = re.compile(r"^\d+[KMGT]?B?$", re.IGNORECASE)
-_PARAM = re.compile(r"^[a-z][a-z0-9\-_]*$")
+# Every pattern is used with fullmatch: `$` in re.match also matches before a final newline, and a newline in an
+# #SBATCH value ends the directive and starts a line of its own.
+_IDENT = re.compile(r"[A-Za-z0-9_.,:@%+=&|!()\[\]*\-/]+")  # what #SBATCH values may hold: no spaces, quotes, #
+_TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}|\d+-\d+")
+_MEM = re.compile(r"\d+[KMGT]?B?", re.IGNORECASE)
+_PARAM = re.compile(r"[a-z][a-z0-9\-_]*")
+_ARRAY = re.compile(r"[0-9][0-9,\-:%]*")
+# What a launcher's per-node shell expressions are given as: plain words that quoting leaves alone, replaced by the
+# variable references once the rest of the argument is quoted (see ``SlurmExecutor.run_command``).
+_NODE_VARS = {"__NEMORUN_NODE_RANK__": "$SLURM_NODEID", "__NEMORUN_HEAD_NODE__": "$NEMORUN_HEAD_NODE"}
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok", "aftercorr")
 JOB_ID_FILE = "slurm_job_id"
+JOB_KEY_FILE = "key"  # the key of the job submitted from a directory: who may re-attach to it
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -53,7 +62,8 @@ class SlurmExecutor(Executor):
             as ``run.Torchrun()``, one launcher per node starting ``ntasks_per_node`` workers).
         gpus_per_node, gpus_per_task, cpus_per_task, mem, exclusive, constraint: resources (``mem="64G"``).
         time: wall-clock limit (``"HH:MM:SS"``, ``"D-HH:MM:SS"`` or minutes); ``time_limit`` is the same setting.
-        env_vars: environment of the job; secret-looking values are passed at submission and never rendered.
+        env_vars: environment of the job; secrets (named like one, key material, or ``run.Secret(value)``) are
+            passed at submission, byte for byte, and never rendered.
         setup_lines: shell lines run before the task (``module load``, ``source venv/bin/activate``); they are the
             user's own code and are not quoted.
         srun_args: extra ``srun`` arguments.
@@ -67,7 +77,7 @@ class SlurmExecutor(Executor):
         dependency_type: how experiment dependencies become ``--dependency`` (``afterok`` by default).
         tunnel: how to reach the cluster (``run.SSHTunnel(...)`` or ``run.LocalTunnel(job_dir=...)``).
         packager: how to ship code (``run.GitArchivePackager()``...); None: the cluster sees the same files.
-        python: the interpreter on the cluster that runs Python tasks.
+        python: the interpreter on the cluster that runs Python tasks: an absolute path or a command name.
         launcher: ``None``, ``"torchrun"`` or ``run.Torchrun(...)``.
     """
 
@@ -127,12 +137,12 @@ class SlurmExecutor(Executor):
             value = getattr(self, name)
             if value is not None:
                 _positive(value, name, zero_ok=name.startswith("gpus"))
-        if self.mem is not None and not _MEM.match(str(self.mem)):
+        if self.mem is not None and not _MEM.fullmatch(str(self.mem)):
             raise ConfigError(f"{self.mem!r} is not a memory size; write e.g. '64G' or '512M'", path="SlurmExecutor.mem")
-        if self.time is not None and not _TIME.match(str(self.time)):
+        if self.time is not None and not _TIME.fullmatch(str(self.time)):
             raise ConfigError(f"{self.time!r} is not a Slurm time; write 'HH:MM:SS', 'D-HH:MM:SS' or minutes",
                               path="SlurmExecutor.time")
-        if self.array is not None and not re.match(r"^[0-9][0-9,\-:%]*$", self.array):
+        if self.array is not None and not _ARRAY.fullmatch(self.array):
             raise ConfigError(f"{self.array!r} is not an array spec; write e.g. '0-99' or '0-99%10'",
                               path="SlurmExecutor.array")
         if not isinstance(self.retries, int) or self.retries < 0:
@@ -142,16 +152,21 @@ class SlurmExecutor(Executor):
                               path="SlurmExecutor.dependency_type")
         check_env_vars(self.env_vars, "SlurmExecutor.env_vars")
         for key, value in self.additional_parameters.items():
-            if not isinstance(key, str) or not _PARAM.match(key):
+            if not isinstance(key, str) or not _PARAM.fullmatch(key):
                 raise ConfigError(f"{key!r} is not an sbatch option name (e.g. 'mail-type')",
                                   path="SlurmExecutor.additional_parameters")
-            if value is not None and not isinstance(value, bool) and not _IDENT.match(str(value)):
+            if value is not None and not isinstance(value, bool) and not _IDENT.fullmatch(str(value)):
                 raise ConfigError(f"value of {key!r} ({value!r}) has spaces, quotes, '#' or newlines, which #SBATCH "
                                   "lines cannot carry", path="SlurmExecutor.additional_parameters")
         for line in self.setup_lines:
-            if not isinstance(line, str) or "\n" in line:
+            if not isinstance(line, str) or "\n" in line or "\0" in line:
                 raise ConfigError("each setup line must be one string without newlines; give a list of lines",
                                   path="SlurmExecutor.setup_lines")
+        check_arg_list(self.srun_args, "SlurmExecutor.srun_args")
+        check_arg_list(self.container_mounts, "SlurmExecutor.container_mounts")
+        if self.container_workdir is not None:
+            check_arg_list([self.container_workdir], "SlurmExecutor.container_workdir")
+        check_interpreter(self.python, "SlurmExecutor.python")
         for i, group in enumerate(self.heterogeneous):
             if not isinstance(group, SlurmResources):
                 raise ConfigError(f"component {i} must be a SlurmResources(...)", path="SlurmExecutor.heterogeneous")
@@ -164,12 +179,22 @@ class SlurmExecutor(Executor):
         resolve_launcher(self.launcher)
 
     # -- rendering (pure) -------------------------------------------------------------------------------------------
-    def remote_dir(self, job: Job) -> str:
-        """The job's directory on the cluster: ``<tunnel.job_dir>/<experiment id>/<task>[/attempt-N]``."""
+    def remote_dir(self, job: Job, root: str | None = None) -> str:
+        """The job's directory on the cluster: ``<root>/<experiment id>/<task>[/attempt-N]``.
+
+        Args:
+            root: the base directory; default ``tunnel.job_dir`` as written (pure: a ``~`` in it stays, for
+                ``dryrun``). Submission passes :meth:`job_root`, where ``~`` is the remote home.
+        """
         parts = job.key.split("/")
         exp_id, task, attempt = (parts + ["0", "0"])[:3] if len(parts) >= 2 else (job.key, "task", "0")
-        path = f"{self.tunnel.job_dir.rstrip('/')}/{exp_id}/{task}"
+        path = f"{(root or self.tunnel.job_dir).rstrip('/')}/{exp_id}/{task}"
         return path if attempt in ("0", "") else f"{path}/attempt-{attempt}"
+
+    def job_root(self) -> str:
+        """``tunnel.job_dir`` with a leading ``~`` made the remote home (one remote lookup per tunnel): quoted in
+        commands and written in ``#SBATCH`` lines, a ``~`` would otherwise be a literal directory name."""
+        return self.tunnel.expand_home(self.tunnel.job_dir)
 
     def job_name(self, job: Job) -> str:
         return re.sub(r"[^A-Za-z0-9_.\-]", "_", job.key.replace("/", "."))[:200]
@@ -237,26 +262,39 @@ class SlurmExecutor(Executor):
         launcher = resolve_launcher(self.launcher)
         if launcher is None:
             return " ".join(q(a) for a in srun + argv), False
+        rank, head = _NODE_VARS
         wrapped = launcher.wrap(argv, nodes=self.nodes, nproc_per_node=self.ntasks_per_node,
-                                node_rank="$SLURM_NODEID", master_addr="$NEMORUN_HEAD_NODE")
-        inner = " ".join(f'"{a}"' if "$" in a else q(a) for a in wrapped)  # $-values are ours, expanded per node
+                                node_rank=rank, master_addr=head)
+        inner = " ".join(_with_node_vars(a) for a in wrapped)
         return " ".join(q(a) for a in srun) + " --ntasks-per-node=1 bash -c " + q(inner), True
 
     def render(self, job: Job, remote_dir: str, depends_on: Sequence[str] = (), code_dir: str | None = None) -> str:
         from nemorun_core.executors.slurm.template import render_sbatch
 
-        env = {**self.env_vars, **job.env}
+        if "\n" in job.key or "\r" in job.key or "\0" in job.key:
+            # it names the job directory, which #SBATCH lines and the submit command carry
+            raise SubmissionError(f"job key {job.key!r} contains a newline or NUL; keys are "
+                                  "'<experiment id>/<task>/<attempt>'")
+        env = self.job_env(job)
         run_command, head = self.run_command(job, remote_dir)
         return render_sbatch(
             name=job.name, key=job.key, job_dir=remote_dir,
             groups=self.directives(job, remote_dir, depends_on),
-            env=[(k, v) for k, v in sorted(env.items()) if not is_secret_name(k)],
-            secret_names=sorted(k for k in env if is_secret_name(k)),
+            env=[(k, v) for k, v in sorted(env.items()) if not is_secret(k, v)],
+            secret_names=sorted(k for k, v in env.items() if is_secret(k, v)),
             cwd=code_dir or job.cwd or remote_dir, setup_lines=self.setup_lines,
             run_command=run_command, head_node=head, retries=self.retries,
         )
 
+    def job_env(self, job: Job) -> dict[str, str]:
+        """The job's environment (the executor's, then the task's), checked: every name a shell identifier, every
+        value a string without NUL (an environment cannot hold one)."""
+        env = {**self.env_vars, **job.env}
+        check_env_vars(env, f"SlurmExecutor.env_vars (with the env of task {job.name!r})")
+        return env
+
     def dryrun(self, job: Job) -> SubmitRequest:
+        self.check()  # settings may have changed since construction: what dryrun shows must be submittable
         remote_dir = self.remote_dir(job)
         depends = [h.job_id for h in job.depends_on]
         text = self.render(job, remote_dir, depends)
@@ -317,9 +355,23 @@ def job_files_tar(files: dict[str, str], script: str) -> bytes:
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            info.mode = 0o700 if name.endswith(".sh") else 0o600  # private to the cluster user
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def _with_node_vars(arg: str) -> str:
+    """One argument of a launcher's command for ``bash -c``: quoted as data, except the per-node variables.
+
+    Only the placeholders of ``_NODE_VARS`` become ``$SLURM_NODEID``/``$NEMORUN_HEAD_NODE`` (in double quotes, with
+    everything else there escaped); any ``$``, backquote or quote of the user's own arguments stays literal.
+    """
+    if not any(mark in arg for mark in _NODE_VARS):
+        return shlex.quote(arg)
+    text = "".join("\\" + c if c in '\\"$`' else c for c in arg)
+    for mark, var in _NODE_VARS.items():
+        text = text.replace(mark, var)
+    return f'"{text}"'
 
 
 def _remote_path(arg: str, local_dir: str, remote_dir: str) -> str:
@@ -331,7 +383,7 @@ def _remote_path(arg: str, local_dir: str, remote_dir: str) -> str:
 def _ident(value: Any, field: str) -> None:
     if value is None:
         return
-    if not isinstance(value, str) or not value or not _IDENT.match(value):
+    if not isinstance(value, str) or not value or not _IDENT.fullmatch(value):
         raise ConfigError(
             f"{value!r} cannot go into an #SBATCH line (spaces, quotes, '#', ';' and newlines are not allowed); "
             "check the spelling of the name", path=f"SlurmExecutor.{field}")

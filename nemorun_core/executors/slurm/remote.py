@@ -14,14 +14,14 @@ from nemorun_core.errors import ExecutorError, SubmissionError
 from nemorun_core.executors.base import Job, JobHandle, JobState, JobStatus, package_code
 from nemorun_core.executors.slurm import states
 from nemorun_core.executors.files import rewrite_payload
-from nemorun_core.executors.slurm.executor import JOB_ID_FILE, job_files_tar
-from nemorun_core.secrets import is_secret_name
+from nemorun_core.executors.slurm.executor import JOB_ID_FILE, JOB_KEY_FILE, job_files_tar
+from nemorun_core.secrets import is_secret, redact_text
 
 if TYPE_CHECKING:
     from nemorun_core.executors.slurm.executor import SlurmExecutor
 
 q = shlex.quote
-_FILES_MARK = "__NEMORUN_FILES__"
+_ENV_MARK = "__NEMORUN_ENV_END__"
 _SACCT_MARK = "__NEMORUN_SACCT__"
 _JOB_MARK = "__NEMORUN_JOB__"
 # What one poll_many round fetches per job at most: a job that logs faster than the poller reads catches up over
@@ -41,9 +41,19 @@ def _check_path(path: str) -> None:
 
 
 def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
-    """Submit ``job``, or return the job already submitted from its directory (idempotent by directory)."""
+    """Submit ``job``, or return the job this same key already submitted from its directory (idempotent by key).
+
+    One remote command (:func:`_submit_command`) reads the secret environment values as data from stdin, claims
+    the job directory for this key, extracts the job's files and runs ``sbatch``.
+
+    Raises:
+        SubmissionError: ``sbatch`` failed (its message, with every secret value redacted), or the directory
+            holds another key's job.
+        ConfigError: an environment variable cannot be passed (bad name, NUL in its value).
+        TunnelError: the cluster could not be reached.
+    """
     tunnel = ex.tunnel
-    remote_dir = ex.remote_dir(job)
+    remote_dir = ex.remote_dir(job, ex.job_root())
     _check_path(remote_dir)
     code_dir = upload_code(ex) if ex.packager is not None else None
     files = dict(job.files)
@@ -51,37 +61,101 @@ def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
         files["task.json"] = rewrite_payload(files["task.json"], [code_dir])
     depends = [h.job_id for h in job.depends_on]
     script = ex.render(job, remote_dir, depends, code_dir)
-    env = {**ex.env_vars, **job.env}
-    secrets = "".join(f"export {k}={q(v)}\n" for k, v in sorted(env.items()) if is_secret_name(k))
-    stdin = (secrets + _FILES_MARK + "\n").encode() + job_files_tar(files, script)
-    d = q(remote_dir)
-    # Secrets arrive as export lines on stdin, so they reach sbatch's environment (and the job's) without touching
-    # a file or a command line. The job id file makes a repeated submission of the same job a lookup.
-    command = (
-        f'while IFS= read -r line; do [ "$line" = {_FILES_MARK} ] && break; eval "$line"; done; '
-        f"mkdir -p {d} && cd {d} || exit 90; "
-        f"if [ -s {JOB_ID_FILE} ]; then cat {JOB_ID_FILE}; exit 0; fi; "
-        f"tar -xf - || exit 91; "
-        f"if sbatch --parsable sbatch.sh > {JOB_ID_FILE}.tmp; then mv {JOB_ID_FILE}.tmp {JOB_ID_FILE}; "
-        f"cat {JOB_ID_FILE}; else rc=$?; cd / && rm -rf {d}; exit $rc; fi"
-    )
-    result = tunnel.run(command, stdin=stdin, check=False, timeout=120)
+    secrets = {k: v for k, v in ex.job_env(job).items() if is_secret(k, v)}
+    stdin = _env_block(secrets) + job_files_tar(files, script)
+    result = tunnel.run(_submit_command(remote_dir, job.key), stdin=stdin, check=False, timeout=120)
+    out = result.stdout.strip()
+    if result.exit_code == _OTHER_KEY_EXIT:
+        other = out.rpartition(_OTHER_KEY_MARK)[2].strip() or "(an unreadable key)"
+        raise SubmissionError(
+            f"the job directory {tunnel.address}:{remote_dir} holds the job of another key ({other!r}); this "
+            f"submission's key is {job.key!r}. Two stores (or users) share this tunnel job_dir and chose the same "
+            "experiment id: give each its own job_dir, or run the experiment again (a new id). Nothing was submitted.")
     if not result.ok:
         why = (result.stderr or result.stdout).strip() or f"exit status {result.exit_code}"
-        raise SubmissionError(f"sbatch of job {job.name!r} on {tunnel.address} failed: {why}")
-    job_id = result.stdout.strip().splitlines()[-1].split(";")[0].strip()
+        raise SubmissionError(f"sbatch of job {job.name!r} on {tunnel.address} failed: "
+                              f"{redact_text(why, _secret_fragments(secrets))}")
+    job_id = out.splitlines()[-1].split(";")[0].strip() if out else ""
     if not job_id.isdigit():
-        raise SubmissionError(f"sbatch of job {job.name!r} printed {result.stdout.strip()!r}, not a job id")
+        raise SubmissionError(f"sbatch of job {job.name!r} printed "
+                              f"{redact_text(out, _secret_fragments(secrets))!r}, not a job id")
     return JobHandle.create(ex.backend, job_id, job.key, remote_dir, address=tunnel.address, array=ex.array or "")
 
 
+# The submit command's exit status when the directory belongs to another key, and the line before that key.
+_OTHER_KEY_EXIT = 93
+_OTHER_KEY_MARK = "__NEMORUN_OTHER_KEY__"
+# The shell variables the submit command reads the environment into: names no user variable may take.
+_ENV_VARS_PREFIX = "__nemorun_"
+
+
+def _env_block(env: Mapping[str, str]) -> bytes:
+    """The secret environment as the submit command reads it on stdin: one ``NAME BASE64`` line per variable,
+    then an end marker.
+
+    The values cross as base64 data, never as shell text: nothing a value holds (newlines, quotes, ``$(...)``)
+    is ever parsed, and every byte arrives, trailing newlines included.
+    """
+    lines = []
+    for name, value in sorted(env.items()):
+        if name.startswith(_ENV_VARS_PREFIX):
+            raise SubmissionError(f"environment variable {name!r}: names starting with {_ENV_VARS_PREFIX!r} are "
+                                  "nemorun's own; rename it")
+        lines.append(f"{name} {base64.b64encode(value.encode()).decode()}\n")
+    return ("".join(lines) + _ENV_MARK + "\n").encode()
+
+
+def _submit_command(remote_dir: str, key: str) -> str:
+    """The remote side of :func:`submit`; its stdin is :func:`_env_block` followed by the job's tar.
+
+    - ``umask 077``: the directories and files it creates, and those the job writes (sbatch passes the umask on),
+      are the cluster user's alone.
+    - Each ``NAME BASE64`` line is decoded and assigned with ``export "$name=$value"``, which parses nothing of
+      the value; ``$(...)`` would drop trailing newlines, hence the ``x`` appended and removed. The variables reach
+      sbatch's environment, so the job's, without touching a file or a command line.
+    - The directory is claimed for ``key`` by hard-linking a ``key`` file into it (atomic, and it fails if one is
+      there). A directory with another key's ``key`` is refused (exit 93), so two experiments that chose the same
+      directory never attach to each other's jobs; the same key finds its ``slurm_job_id`` and returns it, so a
+      repeated submission is a lookup.
+    """
+    d, k, v = q(remote_dir), q(key), _ENV_VARS_PREFIX
+    return (
+        "umask 077; "
+        f"while IFS=' ' read -r {v}name {v}b64; do [ \"${v}name\" = {_ENV_MARK} ] && break; "
+        f"case \"${v}name\" in ''|[0-9]*|*[!A-Za-z0-9_]*) echo 'nemorun: bad environment line' >&2; exit 92;; esac; "
+        f"{v}value=$(printf %s \"${v}b64\" | base64 -d && printf x) || exit 92; "
+        f"export \"${v}name=${{{v}value%x}}\"; done; unset {v}name {v}b64 {v}value; "
+        f"mkdir -p {d} && cd {d} || exit 90; "
+        f"printf %s {k} > .key.$$ && {{ ln .key.$$ {JOB_KEY_FILE} 2>/dev/null; rm -f .key.$$; }}; "
+        f"if [ \"$(cat {JOB_KEY_FILE} 2>/dev/null)\" != {k} ]; then "
+        f"echo {_OTHER_KEY_MARK}; cat {JOB_KEY_FILE}; exit {_OTHER_KEY_EXIT}; fi; "
+        f"if [ -s {JOB_ID_FILE} ]; then cat {JOB_ID_FILE}; exit 0; fi; "
+        "tar -xf - || exit 91; "
+        f"if sbatch --parsable sbatch.sh > {JOB_ID_FILE}.tmp; then mv {JOB_ID_FILE}.tmp {JOB_ID_FILE}; "
+        f"cat {JOB_ID_FILE}; else rc=$?; cd / && rm -rf {d}; exit $rc; fi"
+    )
+
+
+def _secret_fragments(secrets: Mapping[str, str]) -> list[str]:
+    """What to redact from text that may quote secrets: each value, and each line of a multi-line value (an error
+    may quote one line of a PEM key)."""
+    out = set()
+    for value in secrets.values():
+        out.add(value)
+        out.update(line.strip() for line in value.splitlines() if len(line.strip()) >= 8)
+    return sorted(out, key=len, reverse=True)
+
+
 def find(ex: "SlurmExecutor", key: str) -> JobHandle | None:
-    """The job submitted under ``key``: from its job id file, else by its job name in the queue."""
+    """The job submitted under ``key``: from its directory's job id file when the directory's ``key`` is this
+    one, else by its job name among this user's queued jobs."""
     job = Job(name=key.split("/")[1] if "/" in key else key, key=key, command=[], job_dir="")
-    remote_dir = ex.remote_dir(job)
+    remote_dir = ex.remote_dir(job, ex.job_root())
     name = ex.job_name(job)
+    d = q(remote_dir)
     result = ex.tunnel.run(
-        f"cat {q(remote_dir + '/' + JOB_ID_FILE)} 2>/dev/null || squeue -h -n {q(name)} -o %i | head -n1",
+        f"{{ [ \"$(cat {d}/{JOB_KEY_FILE} 2>/dev/null)\" = {q(key)} ] && cat {d}/{JOB_ID_FILE} 2>/dev/null; }} "
+        f"|| squeue --me -h -n {q(name)} -o %i | head -n1",
         check=False)
     job_id = result.stdout.strip().split("_")[0]
     if not job_id.isdigit():
@@ -230,13 +304,16 @@ def upload_code(ex: "SlurmExecutor") -> str:
 
     package = package_code(ex.packager, os.path.join(default_home(), "packages"))
     tunnel = ex.tunnel
-    root = f"{tunnel.job_dir.rstrip('/')}/code"
+    root = f"{ex.job_root().rstrip('/')}/code"
     target = f"{root}/{package.digest}"
     if not tunnel.exists(target):
         archive = f"{target}.tar.gz"
         tunnel.put(package.path, archive)
         tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent uploads of one digest do not collide
+        # Private like the job directories: umask for what is created, chmod for the modes the archive carries
+        # (tar keeps them when run by root).
         tunnel.run(
-            f"mkdir -p {q(tmp)} && tar -xzf {q(archive)} -C {q(tmp)} --no-same-owner "
+            f"umask 077; mkdir -p {q(tmp)} && tar -xzf {q(archive)} -C {q(tmp)} --no-same-owner "
+            f"&& chmod -R go-rwx {q(tmp)} "
             f"&& (mv -T {q(tmp)} {q(target)} 2>/dev/null || rm -rf {q(tmp)}) && rm -f {q(archive)}")
     return target

@@ -19,6 +19,8 @@ def _template() -> Any:
         keep_trailing_newline=True,
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
+    # Text in a "# ..." line: a newline would end the comment and make the rest a command of the script.
+    env.filters["comment"] = lambda value: str(value).replace("\r", "\\r").replace("\n", "\\n")
     return env.get_template("sbatch.sh.j2")
 
 
