@@ -269,7 +269,53 @@ class Applier:
                 return from_plain(Config(cls), value, prefix=here)
             except ConfigError as exc:
                 raise error(ov.text, here, f"{ref.path}: {exc}", f"fix the keys in {ref.path}") from None
+        problem = loaded_target_problem(value, annotation)
+        if problem is not None:
+            where, reason = problem
+            where = f"{here}.{where}" if where else here
+            raise error(ov.text, where, f"{ref.path}: {reason}",
+                        f"make the _target_ at {where} a class that builds what {where} takes (or a function "
+                        "annotated to return it)")
         return value
+
+
+def loaded_target_problem(value: Any, annotation: Any, path: str = "") -> tuple[str, str] | None:
+    """``(path, reason)`` for the first Config read from a file that cannot be shown to build its place's type.
+
+    A file is read into unbuilt configs (see ``serialize``), and the task's run builds them. Where a parameter is
+    annotated with a type, a Config from a file must visibly build that type: its target a fitting class, or a
+    function annotated to return one. In Python code ``run.Config(fn)`` of an unannotated function is trusted to fit;
+    a file that puts ``_target_: os:system`` in a ``model: ModelConfig`` slot is not, so it never runs. Open
+    parameters (``Any``, unannotated) take any config, as they do in code; Partials build nothing, so they pass.
+
+    Returns:
+        None when every node fits; else the node's path relative to ``value`` and why.
+    """
+    import fiddle as fdl
+
+    from nemorun_core.config import typecheck
+    from nemorun_core.config.buildable import is_buildable, target_name
+    from nemorun_core.config.building import join_path
+
+    if not is_buildable(value):
+        return None
+    concrete = [m for m in grammar.union_members(annotation)
+                if not grammar.is_open(m) and m is not None and m is not type(None)]
+    if isinstance(value, fdl.Config) and concrete and not grammar.is_open(annotation):
+        produced = typecheck.produced_type(value)
+        wanted = typecheck.type_name(annotation)
+        if produced is None:
+            return path, f"{target_name(value.__fn_or_cls__)} does not say what it builds, and this parameter takes " \
+                         f"{wanted}"
+        if typecheck.mismatch(value, annotation) is not None:
+            return path, f"a Config of {produced.__name__} does not build {wanted}"
+    annotations = typecheck.parameter_annotations(value.__fn_or_cls__)
+    for key, child in value.__arguments__.items():
+        found = loaded_target_problem(child, annotations.get(key) if isinstance(key, str) else None,
+                                      join_path(path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def from_plain(cfg: Any, data: dict[str, Any], *, prefix: str = "") -> Any:

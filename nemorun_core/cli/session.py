@@ -16,7 +16,15 @@ from nemorun_core.cli import grammar
 from nemorun_core.cli.argv import Args, UsageError, parse_argv
 from nemorun_core.cli.factories import REGISTRY, FactoryRegistry, to_config
 from nemorun_core.cli.grammar import BareString, LiteralValue, Override
-from nemorun_core.cli.overrides import MISSING, Applier, all_defaulted, dataclass_of, from_plain, parameters
+from nemorun_core.cli.overrides import (
+    MISSING,
+    Applier,
+    all_defaulted,
+    dataclass_of,
+    from_plain,
+    loaded_target_problem,
+    parameters,
+)
 from nemorun_core.config.buildable import Config, Partial, is_buildable, target_name, unwrap_target
 from nemorun_core.errors import ConfigError, NemorunError, SerializationError, did_you_mean
 
@@ -27,6 +35,11 @@ EXECUTORS = {
     "docker": ("nemorun_core.executors.docker", "DockerExecutor"),
 }
 _IN_PROCESS = frozenset({"none", "null", "inline"})
+# What each executor field that holds a component must configure (their annotations say only ``Any``).
+_ROLES = {"tunnel": "tunnel", "packager": "packager", "launcher": "launcher"}
+_EXAMPLES = {"executor": "nemorun_core.executors.slurm:SlurmExecutor", "tunnel": "nemorun_core.tunnel.ssh:SSHTunnel",
+             "packager": "nemorun_core.packaging.git:GitArchivePackager",
+             "launcher": "nemorun_core.launchers.torchrun:Torchrun"}
 
 
 class TaskFailed(Exception):
@@ -95,6 +108,60 @@ def missing_required(cfg: Any, prefix: str = "", *, root: bool = True) -> list[t
         elif is_buildable(value):
             out.extend(missing_required(value, f"{path}.", root=False))
     return out
+
+
+def check_executor_tree(value: Any, root: str = "executor") -> None:
+    """Refuse an executor config that names anything but nemorun's components, before anything is built.
+
+    The executor is built even for ``--dryrun`` (its ``dryrun`` renders the request), and its config may come from
+    files (``executor=@x.yaml``, ``executor.tunnel=@t.yaml``, ``--factory executor=@x.yaml``), which are read
+    into unbuilt configs; building calls every node's target. So every node must be a class of the kind its place
+    calls for -- the root an Executor, ``tunnel`` a Tunnel, ``packager`` a Packager, ``launcher`` a launcher (a
+    class with ``wrap``) -- and any other node one of those or a settings dataclass of nemorun or of the executor's
+    own package (``SlurmResources``). A function, or any other class, is refused with its path.
+
+    Raises:
+        UsageError: a node names something else; the message says what and where.
+    """
+    from nemorun_core.config.tree import buildables
+
+    if not is_buildable(value):
+        return
+    home = (getattr(value.__fn_or_cls__, "__module__", "") or "").split(".")[0]
+    for path, node in buildables(value):
+        where = f"{root}.{path}" if path else root
+        role = "executor" if not path else _ROLES.get(path.rsplit(".", 1)[-1])
+        target = node.__fn_or_cls__
+        if not _fits_role(target, role, home):
+            wanted = f"a {role} class" if role else "an executor, tunnel, packager or launcher class or settings " \
+                                                    "dataclass"
+            raise UsageError(f"{where} configures {_qualified(target)}, which is not {wanted}; nemorun builds an "
+                             "executor only from its own kinds of component",
+                             f"give {where} a config whose _target_ is {wanted}, e.g. "
+                             f"{_EXAMPLES.get(role or '', _EXAMPLES['executor'])}")
+
+
+def _fits_role(target: Any, role: str | None, home: str) -> bool:
+    import dataclasses
+    import inspect
+
+    from nemorun_core.executors.base import Executor
+    from nemorun_core.packaging.base import Packager
+    from nemorun_core.tunnel.base import Tunnel
+
+    if not inspect.isclass(target):
+        return False
+    ours = (getattr(target, "__module__", "") or "").split(".")[0] in {"nemorun_core", home}
+    # Launchers share no base class, only ``wrap`` (see launchers.resolve_launcher): so they must be ours too.
+    kinds = {"executor": issubclass(target, Executor), "tunnel": issubclass(target, Tunnel),
+             "packager": issubclass(target, Packager), "launcher": ours and callable(getattr(target, "wrap", None))}
+    if role is not None:
+        return kinds[role]
+    return any(kinds.values()) or ours and dataclasses.is_dataclass(target)
+
+
+def _qualified(target: Any) -> str:
+    return f"{getattr(target, '__module__', '?')}:{target_name(target)}"
 
 
 def _stdin_is_tty() -> bool:
@@ -191,7 +258,13 @@ class Session:
                                  "give an existing .yaml, .yml, .toml or .json file") from None
             if isinstance(value, dict):
                 return from_plain(defaults, value)
-            return self._as_task(value, spec)
+            task = self._as_task(value, spec)
+            problem = loaded_target_problem(task, None)
+            if problem is not None:
+                raise UsageError(f"cannot use the base config {spec!r}: {problem[0]}: {problem[1]}",
+                                 f"make the _target_ at {problem[0]} a class that builds what {problem[0]} takes "
+                                 "(or a function annotated to return it)")
+            return task
         value = grammar.parse_value(spec, f"--factory {spec}", "--factory")
         name = value.name if isinstance(value, grammar.FactoryCall) else spec
         kwargs = value.kwargs if isinstance(value, grammar.FactoryCall) else {}
@@ -248,6 +321,7 @@ class Session:
 
         if is_buildable(value):
             _raise_if_missing(missing_required(value, "executor."))
+            check_executor_tree(value)
             return build(value)
         return value
 

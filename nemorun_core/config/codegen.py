@@ -25,7 +25,7 @@ import re
 from typing import Any, Union
 
 from nemorun_core.config.buildable import is_buildable
-from nemorun_core.config.building import join_path
+from nemorun_core.config.building import TreeGuard, join_path
 from nemorun_core.config.serialize import resolve
 from nemorun_core.errors import SerializationError
 
@@ -85,6 +85,7 @@ class _Writer:
         self.main_names: set[str] = set()
         self.assignments: list[str] = []
         self.hoisted: dict[int, str] = {}
+        self.guard = TreeGuard(SerializationError)
 
     # -- names --------------------------------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -129,6 +130,16 @@ class _Writer:
 
     # -- values -------------------------------------------------------------------------------------------------
     def node(self, value: Any, path: str) -> _Node:
+        """The code of ``value``; a container that contains itself, or nests too deep, is a SerializationError."""
+        if not (is_buildable(value) or isinstance(value, (list, tuple, dict, set, frozenset))
+                or dataclasses.is_dataclass(value) and not isinstance(value, type)) or id(value) in self.hoisted:
+            return self._value(value, path)
+        self.guard.enter(value, path)
+        out = self._value(value, path)
+        self.guard.leave(value)
+        return out
+
+    def _value(self, value: Any, path: str) -> _Node:
         if is_buildable(value):
             return self.buildable(value, path)
         if value is None or isinstance(value, (bool, int, str, bytes)) and not isinstance(value, enum.Enum):
@@ -212,20 +223,22 @@ def _equal(a: Any, b: Any) -> bool:
         return False
 
 
-def _count_references(value: Any, counts: dict[int, int]) -> None:
+def _count_references(value: Any, counts: dict[int, int], guard: TreeGuard, path: str = "") -> None:
     if is_buildable(value):
         counts[id(value)] = counts.get(id(value), 0) + 1
         if counts[id(value)] > 1:
             return  # its children were counted on the first visit
-        children: Any = value.__arguments__.values()
+        children: Any = value.__arguments__.items()
     elif isinstance(value, (list, tuple, set, frozenset)):
-        children = value
+        children = enumerate(value)
     elif isinstance(value, dict):
-        children = value.values()
+        children = value.items()
     else:
         return
-    for child in children:
-        _count_references(child, counts)
+    guard.enter(value, path)
+    for key, child in children:
+        _count_references(child, counts, guard, join_path(path, key))
+    guard.leave(value)
 
 
 def to_code(config: Any, *, name: str = "config") -> str:
@@ -243,7 +256,7 @@ def to_code(config: Any, *, name: str = "config") -> str:
             error's path names where it is.
     """
     counts: dict[int, int] = {}
-    _count_references(config, counts)
+    _count_references(config, counts, TreeGuard(SerializationError))
     writer = _Writer(counts)
     writer.used.add(name)
     root = writer.node(config, "")

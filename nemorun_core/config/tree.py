@@ -5,6 +5,8 @@ Every function here returns a new tree and leaves its input untouched, so a base
 shared (transformed once) in the output, matching Fiddle's build semantics where a shared node is built once.
 
 Paths are the dotted form used everywhere else: ``model.hidden_size``, ``callbacks[0].every``; the root is ``""``.
+A tree that contains itself, or is nested deeper than ``building.MAX_DEPTH``, is refused with a ConfigError naming
+the path (see :class:`~nemorun_core.config.building.TreeGuard`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from nemorun_core.config import typecheck
 from nemorun_core.config.buildable import _valid_names, is_buildable, target_name
-from nemorun_core.config.building import join_path
+from nemorun_core.config.building import TreeGuard, join_path
 from nemorun_core.errors import ConfigTypeError, UnknownParameterError
 
 _MISSING = object()
@@ -48,30 +50,44 @@ def walk(config: Any, fn: Callable[[str, Any], Any]) -> Any:
         The transformed tree; ``config`` is not modified.
     """
     memo: dict[int, Any] = {}
+    guard = TreeGuard()
 
     def visit(node: Any, path: str) -> Any:
+        if is_buildable(node) and id(node) in memo:
+            return memo[id(node)]
+        if not is_buildable(node) and not isinstance(node, (list, tuple, dict)):
+            return fn(path, node)
+        guard.enter(node, path)
         if is_buildable(node):
-            if id(node) in memo:
-                return memo[id(node)]
             args = {k: visit(v, join_path(path, k)) for k, v in node.__arguments__.items()}
-            result = fn(path, _rebuilt(node, args))
+            new: Any = _rebuilt(node, args)
+        elif isinstance(node, (list, tuple)):
+            new = _rebuild_container(node, [visit(v, join_path(path, i)) for i, v in enumerate(node)])
+        else:
+            new = {k: visit(v, join_path(path, k)) for k, v in node.items()}
+        guard.leave(node)
+        result = fn(path, new)
+        if is_buildable(node):
             memo[id(node)] = result
-            return result
-        if isinstance(node, (list, tuple)):
-            items = [visit(v, join_path(path, i)) for i, v in enumerate(node)]
-            return fn(path, _rebuild_container(node, items))
-        if isinstance(node, dict):
-            return fn(path, {k: visit(v, join_path(path, k)) for k, v in node.items()})
-        return fn(path, node)
+        return result
 
     return visit(config, "")
 
 
-def _buildables(config: Any, path: str = "", seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
+def buildables(config: Any) -> Iterator[tuple[str, Any]]:
+    """``(path, node)`` for every Config/Partial of the tree, parents first; a node shared in several places once."""
+    return _buildables(config)
+
+
+def _buildables(config: Any, path: str = "", seen: set[int] | None = None,
+                guard: TreeGuard | None = None) -> Iterator[tuple[str, Any]]:
     """Every buildable of the tree with its path, parents first; a shared node once."""
     seen = set() if seen is None else seen
+    guard = TreeGuard() if guard is None else guard
     if is_buildable(config):
         if id(config) in seen:
+            guard.enter(config, path)  # a shared node is skipped; a node that is its own ancestor is a cycle
+            guard.leave(config)
             return
         seen.add(id(config))
         yield path, config
@@ -82,8 +98,10 @@ def _buildables(config: Any, path: str = "", seen: set[int] | None = None) -> It
         children = config.items()
     else:
         return
+    guard.enter(config, path)
     for key, value in children:
-        yield from _buildables(value, join_path(path, key), seen)
+        yield from _buildables(value, join_path(path, key), seen, guard)
+    guard.leave(config)
 
 
 def _accepts(node: Any, name: str) -> bool:
@@ -169,7 +187,7 @@ def flatten(config: Any, *, include_defaults: bool = False) -> dict[str, Any]:
         include_defaults: also list the parameters left at their default value.
     """
     out: dict[str, Any] = {}
-    for path, value in _leaves(config, "", include_defaults, set()):
+    for path, value in _leaves(config, "", include_defaults, set(), TreeGuard()):
         out[path] = value
     return out
 
@@ -194,9 +212,12 @@ def _is_factory_default(default: Any) -> bool:
     return type(default).__name__ == "_HAS_DEFAULT_FACTORY_CLASS"
 
 
-def _leaves(node: Any, path: str, include_defaults: bool, seen: set[int]) -> Iterator[tuple[str, Any]]:
+def _leaves(node: Any, path: str, include_defaults: bool, seen: set[int],
+            guard: TreeGuard) -> Iterator[tuple[str, Any]]:
     if is_buildable(node):
         if id(node) in seen:
+            guard.enter(node, path)  # a shared node is skipped; a node that is its own ancestor is a cycle
+            guard.leave(node)
             return
         seen.add(id(node))
         children: Any = _arguments(node, include_defaults).items()
@@ -207,8 +228,10 @@ def _leaves(node: Any, path: str, include_defaults: bool, seen: set[int]) -> Ite
     else:
         yield path, node
         return
+    guard.enter(node, path)
     for key, value in children:
-        yield from _leaves(value, join_path(path, key), include_defaults, seen)
+        yield from _leaves(value, join_path(path, key), include_defaults, seen, guard)
+    guard.leave(node)
 
 
 # -- diff ------------------------------------------------------------------------------------------------------------
@@ -283,7 +306,7 @@ def diff(old: Any, new: Any) -> ConfigDiff:
         A :class:`ConfigDiff`; ``changes`` are in tree order.
     """
     changes: list[Change] = []
-    _diff(old, new, "", changes)
+    _Differ(changes).diff(old, new, "")
     return ConfigDiff(changes)
 
 
@@ -299,40 +322,56 @@ def _default(node: Any, name: Any) -> Any:
     return param.default
 
 
-def _diff(old: Any, new: Any, path: str, out: list[Change]) -> None:
-    if is_buildable(old) and is_buildable(new):
-        if type(old) is not type(new) or old.__fn_or_cls__ is not new.__fn_or_cls__:
-            out.append(Change(path, "changed", old, new))
+class _Differ:
+    """One comparison; a guard per side, since either tree may contain itself."""
+
+    def __init__(self, out: list[Change]):
+        self.out = out
+        self.old_guard = TreeGuard()
+        self.new_guard = TreeGuard()
+
+    def diff(self, old: Any, new: Any, path: str) -> None:
+        both_buildable = is_buildable(old) and is_buildable(new)
+        if both_buildable and (type(old) is not type(new) or old.__fn_or_cls__ is not new.__fn_or_cls__):
+            self.out.append(Change(path, "changed", old, new))
             return
+        sequences = type(old) is type(new) and isinstance(old, (list, tuple))
+        if not (both_buildable or sequences or isinstance(old, dict) and isinstance(new, dict)):
+            if not _same(old, new):
+                self.out.append(Change(path, "changed", old, new))
+            return
+        self.old_guard.enter(old, path)
+        self.new_guard.enter(new, path)
+        if both_buildable:
+            self._arguments(old, new, path)
+        elif sequences:
+            for i in range(max(len(old), len(new))):
+                self.pair(old[i] if i < len(old) else _MISSING, new[i] if i < len(new) else _MISSING,
+                          join_path(path, i))
+        else:
+            for key in list(old) + [k for k in new if k not in old]:
+                self.pair(old.get(key, _MISSING), new.get(key, _MISSING), join_path(path, key))
+        self.old_guard.leave(old)
+        self.new_guard.leave(new)
+
+    def _arguments(self, old: Any, new: Any, path: str) -> None:
         keys = list(old.__arguments__) + [k for k in new.__arguments__ if k not in old.__arguments__]
         for key in keys:
             a = old.__arguments__.get(key, _MISSING)
             b = new.__arguments__.get(key, _MISSING)
             a = _default(old, key) if a is _MISSING else a
             b = _default(new, key) if b is _MISSING else b
-            _pair(a, b, join_path(path, key), out)
-        return
-    if type(old) is type(new) and isinstance(old, (list, tuple)):
-        for i in range(max(len(old), len(new))):
-            _pair(old[i] if i < len(old) else _MISSING, new[i] if i < len(new) else _MISSING, join_path(path, i), out)
-        return
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(old) + [k for k in new if k not in old]:
-            _pair(old.get(key, _MISSING), new.get(key, _MISSING), join_path(path, key), out)
-        return
-    if not _same(old, new):
-        out.append(Change(path, "changed", old, new))
+            self.pair(a, b, join_path(path, key))
 
-
-def _pair(a: Any, b: Any, path: str, out: list[Change]) -> None:
-    if a is _MISSING and b is _MISSING:
-        return
-    if a is _MISSING:
-        out.append(Change(path, "added", None, b))
-    elif b is _MISSING:
-        out.append(Change(path, "removed", a, None))
-    else:
-        _diff(a, b, path, out)
+    def pair(self, a: Any, b: Any, path: str) -> None:
+        if a is _MISSING and b is _MISSING:
+            return
+        if a is _MISSING:
+            self.out.append(Change(path, "added", None, b))
+        elif b is _MISSING:
+            self.out.append(Change(path, "removed", a, None))
+        else:
+            self.diff(a, b, path)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from nemorun_core.config import typecheck
 from nemorun_core.config.buildable import is_buildable, target_name, unwrap_target
-from nemorun_core.config.building import join_path
+from nemorun_core.config.building import TreeGuard, join_path
 from nemorun_core.errors import ConfigError, ConfigTypeError, ValidationError
 
 RuleFn = Callable[[Any], Any]
@@ -186,6 +186,7 @@ class _Checker:
         self.all_errors = all_errors
         self.problems: list[ConfigError] = []
         self.seen: set[int] = set()
+        self.guard = TreeGuard(ValidationError)  # a cycle or runaway depth stops the walk at once, with its path
 
     def report(self, problem: ConfigError) -> None:
         self.problems.append(problem)
@@ -195,21 +196,24 @@ class _Checker:
     def visit(self, node: Any, path: str, is_root: bool = False) -> None:
         if is_buildable(node):
             if id(node) in self.seen:
+                self.guard.enter(node, path)  # checked once when shared; a node that is its own ancestor is a cycle
+                self.guard.leave(node)
                 return
             self.seen.add(id(node))
             before = len(self.problems)
             self.check_node(node, path, is_root)
+            self.guard.enter(node, path)
             for key, value in node.__arguments__.items():
                 self.visit(value, join_path(path, key))
+            self.guard.leave(node)
             if len(self.problems) == before:
                 self.run_rules(node, path, is_root)
             return
-        if isinstance(node, (list, tuple)):
-            for i, value in enumerate(node):
-                self.visit(value, join_path(path, i))
-        elif isinstance(node, dict):
-            for key, value in node.items():
+        if isinstance(node, (list, tuple, dict)):
+            self.guard.enter(node, path)
+            for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
                 self.visit(value, join_path(path, key))
+            self.guard.leave(node)
         if is_root:
             self.run_rules(node, path, is_root)
 
