@@ -15,6 +15,9 @@ from nemorun_core.executors.base import JobState
 from nemorun_core.experiment.store import Store
 
 
+_TERMINAL = frozenset(s.value for s in JobState if s.is_terminal)
+
+
 class UsageProblem(Exception):
     """The command line named something that does not exist (exit status 2, like any usage error)."""
 
@@ -27,6 +30,7 @@ def resolve_id(store: Store, ref: str) -> tuple[str, str | None]:
     Raises:
         UsageProblem: neither an id nor a title; the message carries the store's did-you-mean.
     """
+    store.check_root()  # a store that is not a directory is an error of its own, not a wrong ID
     try:
         store.experiment_dir(ref)
         return ref, None
@@ -41,9 +45,11 @@ def resolve_id(store: Store, ref: str) -> tuple[str, str | None]:
 
 def _code_dirs(store: Store, exp_id: str) -> list[str]:
     """Where the launching process found the task code (its working directory and script directory)."""
-    env = store.read_json(os.path.join(store.experiments_dir, exp_id, "environment.json")) or {}
+    env = store.read_json(os.path.join(store.experiments_dir, exp_id, "environment.json"))
+    if not isinstance(env, dict):
+        return []  # not recorded, or damaged: the snapshot is only a hint
     dirs = [env.get("cwd")]
-    if env.get("script"):
+    if isinstance(env.get("script"), str):
         dirs.append(os.path.dirname(env["script"]))
     return [d for d in dirs if isinstance(d, str) and os.path.isdir(d)]
 
@@ -110,7 +116,7 @@ def sync_index(exp: Any, state: str) -> None:
     if not JobState(state).is_terminal:
         return
     entry = next((e for e in exp.store.list() if e.get("id") == exp.id), None)
-    if entry is not None and entry.get("state") and JobState(entry["state"]).is_terminal:
+    if entry is not None and entry.get("state") in _TERMINAL:
         return
     from nemorun_core.experiment import persist
 

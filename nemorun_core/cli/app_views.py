@@ -2,10 +2,15 @@
 
 Views build renderables from plain dicts (index entries, ``Experiment.status`` reports, metadata) and never
 touch the store, so what a command shows and what it prints with ``--json`` come from the same data.
+
+Every string shown comes from the store, which anyone who can launch an experiment (or edit a file) writes: it goes
+through :func:`printable` and into a ``Text`` (never rich markup), so a title cannot move the cursor, retitle the
+terminal, clear the screen or fake a table row.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Mapping
 
@@ -17,6 +22,43 @@ from rich.text import Text
 
 from nemorun_core.executors.base import JobState
 from nemorun_core.experiment.render import state_text, when
+
+
+# C0 and C1 controls, DEL, and the invisible bidirectional and line-separator marks that reorder or split text.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                                    "\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: Any, *, lines: bool = False) -> str:
+    """``value`` as text with every control character shown escaped (``ESC`` as ``\\x1b``), never sent raw.
+
+    Args:
+        lines: keep newlines and tabs (for multi-line text such as a stored ``task.yaml``).
+    """
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    return (_UNPRINTABLE_BUT_LINES if lines else _UNPRINTABLE).sub(_escaped, text)
+
+
+def cell(value: Any) -> Text:
+    """A table cell of stored text: escaped and never read as rich markup."""
+    return Text(printable(value))
+
+
+def _state(value: Any) -> Text:
+    state = printable(value) or JobState.UNKNOWN.value
+    if state in JobState.__members__:
+        return Text.from_markup(state_text(state))
+    return Text(state, style="magenta")
+
+
+def _names(values: Any) -> str:
+    return ", ".join(printable(v) for v in values) if isinstance(values, (list, tuple)) else printable(values)
 
 
 def ago(stamp: float | None, now: float | None = None) -> str:
@@ -39,12 +81,12 @@ def experiment_list(entries: list[Mapping[str, Any]], *, total: int) -> Renderab
     for e in entries:
         created = e.get("created_at")
         table.add_row(
-            e["id"],
-            str(e.get("title") or e.get("name") or ""),
-            state_text(str(e.get("state") or "UNKNOWN")),
-            str(e.get("tasks", "")),
-            f"{when(created)} ({ago(created, now)})" if created else "-",
-            ", ".join(e.get("tags") or []),
+            cell(e["id"]),
+            cell(e.get("title") or e.get("name") or ""),
+            _state(e.get("state")),
+            cell(e.get("tasks", "")),
+            cell(f"{when(created)} ({ago(created, now)})" if created else "-"),
+            Text(_names(e.get("tags") or [])),
         )
     if len(entries) < total:
         return Group(table, Text(f"{total - len(entries)} older experiments not shown; use --limit 0 for all",
@@ -59,47 +101,53 @@ def _progress(report: Mapping[str, Mapping[str, Any]], overall: str) -> Renderab
                        for st in JobState if any(s is st for s in states))
     line = Table.grid(padding=(0, 1))
     line.add_row(ProgressBar(total=len(states) or 1, completed=finished, width=30),
-                 Text(f"{finished}/{len(states)} ended"), Text.from_markup(state_text(overall)),
-                 Text(f"({counts})"))
+                 Text(f"{finished}/{len(states)} ended"), _state(overall), Text(f"({counts})"))
     return line
 
 
 def status_view(heading: str, report: Mapping[str, Mapping[str, Any]], overall: str) -> RenderableType:
     """The task table of one experiment (titled ``heading``) with a progress line above it."""
-    table = Table(title=heading)
+    table = Table(title=cell(heading))
     for column in ("task", "state", "executor", "job id", "depends on", "exit", "message"):
         table.add_column(column, overflow="fold")
     for name, row in report.items():
         exit_code = "-" if row.get("exit_code") is None else str(row["exit_code"])
-        table.add_row(name, state_text(row["state"]), row["executor"], row.get("job_id") or "-",
-                      ", ".join(row.get("dependencies") or []) or "-", exit_code,
-                      Text(row.get("message") or ""))
+        table.add_row(cell(name), _state(row["state"]), cell(row["executor"]), cell(row.get("job_id") or "-"),
+                      Text(_names(row.get("dependencies") or []) or "-"), cell(exit_code),
+                      cell(row.get("message") or ""))
     return Group(_progress(report, overall), table)
 
 
-def _environment(env: Mapping[str, Any] | None) -> RenderableType:
-    if not env:
+def _environment(env: Any) -> RenderableType:
+    if not env or not isinstance(env, Mapping):
         return Text("environment: not recorded", style="dim")
+
+    def part(key: str) -> Mapping[str, Any]:
+        value = env.get(key)
+        return value if isinstance(value, Mapping) else {}
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
-    python = env.get("python") or {}
-    grid.add_row("python", f"{python.get('version', '?')} ({python.get('implementation', '?')}) "
-                           f"{python.get('executable', '')}")
-    git = env.get("git")
+    python = part("python")
+    grid.add_row("python", cell(f"{python.get('version', '?')} ({python.get('implementation', '?')}) "
+                                f"{python.get('executable', '')}"))
+    git = part("git")
     if git:
         dirty = Text(" dirty", style="yellow") if git.get("dirty") else Text(" clean", style="green")
-        grid.add_row("git", Text(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}") + dirty
-                     + Text(f" ({git.get('root')})", style="dim"))
+        grid.add_row("git", cell(f"{printable(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}")
+                     + dirty + Text(f" ({printable(git.get('root'))})", style="dim"))
     else:
         grid.add_row("git", Text("not a git work tree", style="dim"))
-    grid.add_row("host", f"{env.get('host') or '?'}" + (f" (user {env['user']})" if env.get("user") else ""))
-    platform = env.get("platform") or {}
+    user = f" (user {env['user']})" if env.get("user") else ""
+    grid.add_row("host", cell(f"{env.get('host') or '?'}{user}"))
+    platform = part("platform")
     if platform:
-        grid.add_row("platform", f"{platform.get('system', '')} {platform.get('release', '')} "
-                                 f"{platform.get('machine', '')}".strip())
+        grid.add_row("platform", cell(f"{platform.get('system', '')} {platform.get('release', '')} "
+                                      f"{platform.get('machine', '')}".strip()))
     if env.get("script") or env.get("cwd"):
-        grid.add_row("launched", f"{env.get('script') or '-'} (cwd {env.get('cwd') or '-'})")
-    grid.add_row("packages", f"{len(env.get('packages') or {})} installed")
+        grid.add_row("launched", cell(f"{env.get('script') or '-'} (cwd {env.get('cwd') or '-'})"))
+    packages = env.get("packages")
+    grid.add_row("packages", f"{len(packages) if isinstance(packages, Mapping) else 0} installed")
     return Panel(grid, title="environment", title_align="left")
 
 
@@ -108,27 +156,27 @@ def experiment_view(meta: Mapping[str, Any], report: Mapping[str, Mapping[str, A
     """``nemorun experiment show``: metadata, environment, tasks and each task's stored ``task.yaml``."""
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
-    head.add_row("id", meta["id"])
-    head.add_row("title", str(meta.get("title") or ""))
+    head.add_row("id", cell(meta["id"]))
+    head.add_row("title", cell(meta.get("title") or ""))
     if meta.get("description"):
-        head.add_row("description", Text(str(meta["description"])))
-    head.add_row("tags", ", ".join(meta.get("tags") or []) or "-")
+        head.add_row("description", cell(meta["description"]))
+    head.add_row("tags", Text(_names(meta.get("tags") or []) or "-"))
     created = meta.get("created_at")
     head.add_row("created", f"{when(created)} ({ago(created)})" if created else "-")
-    head.add_row("directory", str(meta.get("dir") or "-"))
+    head.add_row("directory", cell(meta.get("dir") or "-"))
     parts: list[RenderableType] = [head, _environment(meta.get("environment"))]
     tasks = Table(title="tasks", title_justify="left")
     for column in ("task", "executor", "depends on", "state", "job id", "log"):
         tasks.add_column(column, overflow="fold")
     for name, row in report.items():
-        tasks.add_row(name, row["executor"], ", ".join(row.get("dependencies") or []) or "-",
-                      state_text(row["state"]), row.get("job_id") or "-", row.get("log") or "-")
+        tasks.add_row(cell(name), cell(row["executor"]), Text(_names(row.get("dependencies") or []) or "-"),
+                      _state(row["state"]), cell(row.get("job_id") or "-"), cell(row.get("log") or "-"))
     parts.append(tasks)
     from rich.syntax import Syntax  # pygments: only this view needs it
 
     for name, text in configs.items():
         backend = report.get(name, {}).get("executor", "")
-        body = Syntax(text.rstrip("\n") or "# (empty)", "yaml", theme="ansi_dark", background_color="default")
-        parts.append(Panel(body, title=f"task {name} · {backend}", title_align="left"))
+        body = Syntax(printable(text, lines=True).rstrip("\n") or "# (empty)", "yaml", theme="ansi_dark",
+                      background_color="default")
+        parts.append(Panel(body, title=cell(f"task {name} · {backend}"), title_align="left"))
     return Group(*parts)
-

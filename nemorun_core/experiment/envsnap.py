@@ -1,7 +1,8 @@
 """A snapshot of the environment an experiment was launched from, for reproducibility.
 
 Python and platform, installed packages, the git commit and dirty state of the code, the host and the command line.
-Environment variables are not recorded: they routinely hold secrets.
+Environment variables are not recorded: they routinely hold secrets. The command line is, with the values of
+secret-looking arguments (``--token X``, ``password=X``, key material) redacted.
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ def packages() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def redacted_argv(argv: list[str]) -> list[str]:
+    """``argv`` with secret values replaced: ``--token X`` / ``--token=X`` / ``db.password=X`` (by the name, as
+    :func:`nemorun_core.secrets.is_secret` judges it) and any argument that is key material itself."""
+    from nemorun_core.secrets import REDACTED, is_secret, is_secret_name, looks_secret
+
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        previous = argv[i - 1] if i else ""
+        if eq and is_secret(name.lstrip("-").rsplit(".", 1)[-1], value):
+            out.append(f"{name}={REDACTED}")
+        elif (previous.startswith("-") and "=" not in previous and is_secret_name(previous.lstrip("-"))) \
+                or looks_secret(arg):
+            out.append(REDACTED)
+        else:
+            out.append(arg)
+    return out
+
+
 def snapshot() -> dict[str, Any]:
     """Collect the snapshot. Takes tens of milliseconds (the package list); never raises."""
     main = sys.modules.get("__main__")
@@ -75,7 +95,7 @@ def snapshot() -> dict[str, Any]:
         "host": socket.gethostname(),
         "user": user,
         "cwd": os.getcwd(),
-        "argv": list(sys.argv),
+        "argv": redacted_argv(list(sys.argv)),
         "script": script,
         "git": git_state(code_dir),
         "packages": packages(),

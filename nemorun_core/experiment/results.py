@@ -3,27 +3,60 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from typing import Any
 
 from nemorun_core.errors import ExperimentError
 from nemorun_core.experiment.tasks import TaskSpec
+from nemorun_core.runner import RESULT_FILE, RESULT_PICKLE
 
 
 def read_result(spec: TaskSpec) -> Any:
-    """The value the task returned; None for Script tasks (they have no return value)."""
-    if spec.kind == "script" or spec.handle is None:
+    """The value the task returned; None for Script tasks (they have no return value).
+
+    Raises:
+        ExperimentError: the task has no job handle, or its result file is missing or damaged (naming the file):
+            a return value is never silently read as None.
+    """
+    if spec.kind == "script":
         return None
-    raw = spec.executor.fetch_file(spec.handle, "result.json")
+    if spec.handle is None:
+        raise ExperimentError(
+            f"task {spec.name!r} has no job handle, so its result cannot be found; it was never submitted, or "
+            "its handle.json was lost"
+        )
+    where = _location(spec, RESULT_FILE)
+    raw = spec.executor.fetch_file(spec.handle, RESULT_FILE)
     if raw is None:
         raise ExperimentError(
-            f"task {spec.name!r} succeeded but left no result.json in {spec.handle.job_dir}; "
+            f"task {spec.name!r} succeeded but left no {RESULT_FILE} in {spec.handle.job_dir}; "
             "was the job directory cleaned up?"
         )
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ExperimentError(f"{where}: the result of task {spec.name!r} is damaged (not UTF-8 JSON: {exc}); "
+                              "rerun the task to get it again") from None
+    if not isinstance(data, dict) or not ("value" in data or isinstance(data.get("pickle"), str)):
+        raise ExperimentError(f"{where}: the result of task {spec.name!r} is damaged (a JSON "
+                              f"{type(data).__name__} without a 'value'); rerun the task to get it again")
     if "value" in data:
         return data["value"]
-    blob = spec.executor.fetch_file(spec.handle, data.get("pickle", "result.pkl"))
+    name = os.path.basename(data["pickle"]) or RESULT_PICKLE  # never a path out of the job directory
+    blob = spec.executor.fetch_file(spec.handle, name)
     if blob is None:
-        raise ExperimentError(f"task {spec.name!r}: result.pkl is missing in {spec.handle.job_dir}")
-    return pickle.loads(blob)  # written by cloudpickle in the task; classes by value need cloudpickle importable
+        raise ExperimentError(f"task {spec.name!r}: {name} is missing in {spec.handle.job_dir}")
+    try:
+        return pickle.loads(blob)  # written by cloudpickle in the task; classes by value need cloudpickle importable
+    except ImportError as exc:
+        raise ExperimentError(f"{_location(spec, name)}: the result of task {spec.name!r} needs {exc.name or exc} "
+                              "importable here; run this where the task's code is installed") from exc
+    except Exception as exc:
+        raise ExperimentError(f"{_location(spec, name)}: the result of task {spec.name!r} cannot be unpickled "
+                              f"({type(exc).__name__}: {exc}); rerun the task to get it again") from exc
+
+
+def _location(spec: TaskSpec, name: str) -> str:
+    assert spec.handle is not None
+    return os.path.join(spec.handle.job_dir, name) if spec.handle.job_dir else name
