@@ -20,7 +20,10 @@
 #   nemorun-test/python:3.11      `debootstrap --variant=minbase --include=python3 bookworm` from the Debian mirror
 #                                 apt uses: about 40 s and 160 MB the first time, then kept in data/
 # Env: NEMORUN_DOCKER_STORAGE (storage driver, default: dockerd's choice, overlay2 on ext4),
-#      NEMORUN_DOCKER_MIRROR (Debian mirror for debootstrap, default http://deb.debian.org/debian).
+#      NEMORUN_DOCKER_MIRROR (Debian mirror for debootstrap, default http://deb.debian.org/debian),
+#      NEMORUN_DOCKER_IMAGES (which test images to build: "busybox python" by default; "busybox" alone for a
+#      private engine that needs no network, such as the one the Docker fault tests start and stop with
+#      NEMORUN_SERVICES_DIR pointing elsewhere).
 set -euo pipefail
 SERVICE=docker
 # shellcheck source=scripts/services/lib.sh
@@ -150,15 +153,18 @@ start() {
         die "this engine has a bridge network (not allowed: containers must use host or none networking)"
     fi
 
+    local images=" ${NEMORUN_DOCKER_IMAGES:-busybox python} "
     have_image "$BUSYBOX_IMAGE" || build_busybox
-    have_image "$PYTHON_IMAGE" || build_python
+    if [[ "$images" == *" python "* ]]; then
+        have_image "$PYTHON_IMAGE" || build_python
+    fi
     docker run --rm --pull never --network none "$BUSYBOX_IMAGE" true ||
         die "a --network none container does not run; see $DIR/dockerd.log"
 
     {
         printf 'export NEMORUN_TEST_DOCKER_HOST=%q\n' "$DOCKER_HOST"
         printf 'export NEMORUN_TEST_DOCKER_BUSYBOX=%q\n' "$BUSYBOX_IMAGE"
-        printf 'export NEMORUN_TEST_DOCKER_PYTHON=%q\n' "$PYTHON_IMAGE"
+        if have_image "$PYTHON_IMAGE"; then printf 'export NEMORUN_TEST_DOCKER_PYTHON=%q\n' "$PYTHON_IMAGE"; fi
     } >"$DIR/env"
     log "ready on $DOCKER_HOST in $(elapsed "$t0") s"
 }

@@ -277,3 +277,18 @@ def test_torchrun_two_processes_in_a_container(home):
         env_vars={"PYTHONPATH": "/opt/torch-site", "OMP_NUM_THREADS": "1"}, shm_size="256m")
     result = run.run(run.Partial(_tasks.distributed_sum), executor=executor, name="ddp-docker", tail_logs=False)
     assert result == {"world_size": 2, "sum": 3.0, "rank": 0}
+
+
+def test_a_secret_marked_job_through_run_run_keeps_values_out_of_the_engine(engine, home):
+    """Issue 10 item 6 end to end: run.run with a run.Secret under a neutral name and a two-line token; the task
+    sees both exactly, and no container the engine still holds (none: it succeeded) or the store shows them."""
+    from tests.integration.conftest import store_files
+
+    ex = executor(engine, env_vars={"API_TOKEN": "line1\nline2\n", "MY_VALUE": run.Secret("neutral-4c1d")})
+    got = run.run(run.Partial(_tasks.echo_env, names=["API_TOKEN", "MY_VALUE"]), executor=ex, tail_logs=False)
+    assert got == {"API_TOKEN": "line1\nline2\n", "MY_VALUE": "neutral-4c1d"}
+    for path in store_files(home):
+        if not path.endswith("result.json"):
+            with open(path, "rb") as f:
+                data = f.read()
+            assert b"neutral-4c1d" not in data and b"line1\\nline2" not in data and b"line1\nline2" not in data, path

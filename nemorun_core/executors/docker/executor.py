@@ -1,7 +1,8 @@
 """``DockerExecutor``: run a job as one or more containers on a Docker engine.
 
-``dryrun`` returns the exact ``containers.create`` arguments (JSON, sorted keys; secret-looking environment values
-shown as ``<secret>``; the real values are passed only when the containers are created). A job is
+``dryrun`` returns the exact ``containers.create`` arguments (JSON, sorted keys). Secrets are never among them: they
+are copied into each container as files between create and start and loaded by its command (``secret_files``), so
+``docker inspect`` and a kept failed container do not show them; ``dryrun`` lists their names only. A job is
 ``nodes * ntasks_per_node`` containers (one per node with a launcher such as torchrun), each labelled with the job's
 key, name and rank: the labels are how ``find`` re-attaches from any process and how ``status_many`` reads every job
 with one container list. The engine must see this machine's files: the job directory is bind-mounted at the same
@@ -9,20 +10,21 @@ path, nemorun itself read-only under ``/opt/nemorun/lib``, the task's code eithe
 with a packager, as an extracted archive at ``/workspace/code`` (or baked into an image by ``DockerImagePackager``).
 
 Images are never pulled: a missing image is an error before anything is created. Containers use network ``host``
-or ``none`` only (see ``spec.NETWORK_RULE``).
+or ``none`` only (see ``spec.NETWORK_RULE``). An engine that does not answer is a ``BackendUnavailableError`` naming
+it, from every call (``engine.reaching``); a job whose containers the engine stopped while it shut down is FAILED
+with that said, not a generic failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import threading
 import time
 from typing import Any, ClassVar, Iterator, Optional, Sequence
 
-from nemorun_core.errors import ExecutorError, SubmissionError
+from nemorun_core.errors import BackendUnavailableError, ExecutorError, SubmissionError
 from nemorun_core.executors.base import (
     Executor,
     Job,
@@ -33,6 +35,8 @@ from nemorun_core.executors.base import (
     SubmitRequest,
     package_code,
 )
+from nemorun_core.executors.docker import engine
+from nemorun_core.executors.docker import secret_files
 from nemorun_core.executors.docker import spec as S
 from nemorun_core.executors.docker import states
 from nemorun_core.executors.files import read_json, read_lines, rewrite_payload, write_atomic
@@ -42,6 +46,28 @@ CANCEL_FILE = "cancel"
 LOG_FILE = "log.out"
 OUTCOME_FILE = "docker_outcome.json"  # the containers' final states, kept when cleanup removes them
 FIRST_FAILURE_FILE = "docker_first_failure.json"  # the rank that failed first, when the others had to be stopped
+
+
+def _share_with_container_user(api: Any, container_id: str, paths: list[Optional[str]]) -> None:
+    """Hand the job directory (and the packaged code) to the user the container runs as, when that is not us.
+
+    The store is private to its user (0700/0600), so a container that runs as another uid (``user="1000"``, an
+    image whose USER is not root) could not read its task or write its results. As root, nemorun gives it the
+    directories (``chown``, the owner keeps them private); as anyone else it cannot, and says what to pass instead.
+    """
+    user = (api.inspect_container(container_id).get("Config") or {}).get("User") or ""
+    uid, gid = secret_files.owner(api, container_id, user)
+    if uid in (0, os.geteuid()):  # root in the container reads the mount as root does on the host
+        return
+    if os.geteuid() != 0:
+        raise SubmissionError(
+            f"the container runs as uid {uid} (DockerExecutor.user or the image's USER {user!r}), which cannot use "
+            f"this job's private directory; run it as yourself: DockerExecutor(user=\"{os.getuid()}:{os.getgid()}\")")
+    for top in filter(None, paths):
+        os.chown(top, uid, gid)
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -118,8 +144,9 @@ class DockerExecutor(LocalJobFiles, Executor):
 
         return self.packager if isinstance(self.packager, DockerImagePackager) else None
 
-    def render(self, job: Job, *, image: str, code_dir: Optional[str], mask_secrets: bool) -> list[dict[str, Any]]:
-        """The containers' specs for ``job``, given what submission decided (image, code directory)."""
+    def render(self, job: Job, *, image: str, code_dir: Optional[str]) -> list[dict[str, Any]]:
+        """The containers' specs for ``job``, given what submission decided (image, code directory); secrets are not
+        in them (see ``secret_files``)."""
         image_packager = self._image_packager()
         if image_packager is not None:
             sys_path, code_target = None, image_packager.workdir
@@ -128,17 +155,19 @@ class DockerExecutor(LocalJobFiles, Executor):
         else:
             sys_path, code_target = _payload_sys_path(job), None
         return S.render_specs(self, job, image=image, nemorun_src=_nemorun_src(), sys_path=sys_path,
-                              code_dir=code_dir, code_target=code_target, mask_secrets=mask_secrets)
+                              code_dir=code_dir, code_target=code_target)
 
     def dryrun(self, job: Job) -> SubmitRequest:
         self.check()
         image_packager = self._image_packager()
         image = "nemorun-code:<built at submission>" if image_packager else self.container_image
         code_dir = "$NEMORUN_HOME/docker-code/<package digest>" if self.packager and not image_packager else None
-        specs = self.render(job, image=image, code_dir=code_dir, mask_secrets=True)
-        return SubmitRequest(self.backend, S.dump(specs), files=dict(job.files),
+        specs = self.render(job, image=image, code_dir=code_dir)
+        secret_names = sorted(S.secret_env(self, job))
+        return SubmitRequest(self.backend, S.dump(specs, secret_names), files=dict(job.files),
                              meta={"image": image, "containers": [s["name"] for s in specs],
-                                   "env": sorted(specs[0]["environment"]), "docker_host": self.host()})
+                                   "env": sorted([*specs[0]["environment"], *secret_names]),
+                                   "docker_host": self.host()})
 
     # -- the contract -----------------------------------------------------------------------------------------------
     def submit(self, job: Job) -> JobHandle:
@@ -148,49 +177,68 @@ class DockerExecutor(LocalJobFiles, Executor):
         instead of creating more; two racing submissions collide on the containers' names and the second re-attaches.
 
         Raises:
-            SubmissionError: the engine is unreachable, the image is missing (nothing is created), the code could
-                not be packaged, or a container could not be created or started (those created are removed).
+            SubmissionError: the image is missing (nothing is created), the code could not be packaged, or a
+                container could not be created or started (those created are removed).
+            engine.EngineUnavailableAtSubmitError: (a SubmissionError and a BackendUnavailableError) the engine
+                does not answer; checked before anything is written or created.
         """
         self.check()
         if not os.path.isabs(job.job_dir):
             raise SubmissionError(f"job directory {job.job_dir!r} must be an absolute path (it is bind-mounted)")
-        existing = self.find(job.key, job.job_dir)
-        if existing is not None:
-            return existing
-        client = _client(self.host())
-        image, code_dir, files = self._prepare(client, job)
-        job = dataclasses.replace(job, files=files)
-        specs = self.render(job, image=image, code_dir=code_dir, mask_secrets=False)
-        os.makedirs(job.job_dir, exist_ok=True)
-        for name, content in files.items():
-            write_atomic(os.path.join(job.job_dir, name), content)
-        # Left by an earlier attempt in the same directory: they would decide this attempt's status.
-        for stale in (CANCEL_FILE, OUTCOME_FILE, FIRST_FAILURE_FILE):
-            _remove(os.path.join(job.job_dir, stale))
+        host = self.host()
+        with engine.reaching(host, f"submitting job {job.name!r}", submitting=True):
+            existing = self.find(job.key, job.job_dir)
+            if existing is not None:
+                return existing
+            client = engine.client(host)
+            image, code_dir, files = self._prepare(client, job)
+            job = dataclasses.replace(job, files=files)
+            specs = self.render(job, image=image, code_dir=code_dir)
+            os.makedirs(job.job_dir, exist_ok=True)
+            for name, content in files.items():
+                write_atomic(os.path.join(job.job_dir, name), content)
+            # Left by an earlier attempt in the same directory: they would decide this attempt's status.
+            for stale in (CANCEL_FILE, OUTCOME_FILE, FIRST_FAILURE_FILE):
+                _remove(os.path.join(job.job_dir, stale))
+            handle = self._create_and_start(client, job, specs, code_dir)
+        write_atomic(os.path.join(job.job_dir, HANDLE_FILE), handle.to_json())
+        return handle
+
+    def _create_and_start(self, client: Any, job: Job, specs: list[dict[str, Any]],
+                          code_dir: Optional[str] = None) -> JobHandle:
+        """Create every container, give each its secret files, start them; on any failure remove those created
+        (a job is all its containers or none) and raise."""
         from docker.errors import APIError, DockerException
 
+        secrets = S.secret_env(self, job)
+        in_volume = secret_files.needs_volume(self.extra_args)
         created: list[Any] = []
         try:
             for one in specs:
                 created.append(client.containers.create(**to_sdk_kwargs(one)))
+                if len(created) == 1:
+                    _share_with_container_user(client.api, created[0].id, [job.job_dir, code_dir])
+                secret_files.deliver(client.api, created[-1].id, secrets, in_volume=in_volume)
             for container in created:
                 container.start()
-        except APIError as exc:
+        except BaseException as exc:
             for container in created:
                 try:
-                    container.remove(force=True)
-                except DockerException:
+                    container.remove(force=True, v=True)
+                except Exception:  # noqa: BLE001 - the engine may be gone: the first error is the one to report
                     pass
-            if exc.status_code == 409:  # a container of this job already exists: another submission won the race
+            if isinstance(exc, APIError) and exc.status_code == 409:
+                # A container of this job already exists: another submission won the race.
                 again = self.find(job.key, job.job_dir)
                 if again is not None:
                     return again
-            raise SubmissionError(f"could not start the containers of job {job.name!r}: {_explain(exc)}") from exc
+            if isinstance(exc, DockerException) and not engine.is_unreachable(exc):
+                raise SubmissionError(f"could not start the containers of job {job.name!r}: "
+                                      f"{_explain(exc)}") from None
+            raise
         ids = [c.id for c in created]
-        handle = JobHandle.create(self.backend, ids[0], job.key, job.job_dir, containers=",".join(ids),
-                                  docker_host=self.host())
-        write_atomic(os.path.join(job.job_dir, HANDLE_FILE), handle.to_json())
-        return handle
+        return JobHandle.create(self.backend, ids[0], job.key, job.job_dir, containers=",".join(ids),
+                                docker_host=self.host())
 
     def _prepare(self, client: Any, job: Job) -> tuple[str, Optional[str], dict[str, str]]:
         """Check the image, package the code; return (image, host code dir or None, job files to write)."""
@@ -233,7 +281,11 @@ class DockerExecutor(LocalJobFiles, Executor):
     def status_many(self, handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
         """One container list per engine for all ``handles`` (plus an inspect of each failed container, for its
         OOM flag). A job whose containers are gone is read from its files. Terminal jobs get their logs copied into
-        the job directory and their containers removed as ``cleanup`` says."""
+        the job directory and their containers removed as ``cleanup`` says.
+
+        Raises:
+            BackendUnavailableError: an engine does not answer (its jobs may still run: a follower retries this).
+        """
         out: dict[JobHandle, JobStatus] = {}
         by_host: dict[str, list[JobHandle]] = {}
         for h in handles:
@@ -241,7 +293,9 @@ class DockerExecutor(LocalJobFiles, Executor):
         for host, group in by_host.items():
             try:
                 summaries = _list(host, S.LABEL_KEY)
-            except ExecutorError as exc:
+            except BackendUnavailableError:
+                raise
+            except ExecutorError as exc:  # the engine answered but refused: say so per job
                 for h in group:
                     out[h] = JobStatus(JobState.UNKNOWN, "", str(exc))
                 continue
@@ -257,18 +311,23 @@ class DockerExecutor(LocalJobFiles, Executor):
             return _status_from_files(handle, host)
         cancelled = os.path.exists(os.path.join(handle.job_dir, CANCEL_FILE))
         runner = read_json(os.path.join(handle.job_dir, "status.json")) or {}
+        engine_start = _EngineStart(host)
         parts, details = [], []
         for s in summaries:
             native, code = states.native_of(s), states.exit_code_of(s)
-            oom, error = False, ""
+            oom, error, by_engine = False, "", False
             if native == "dead" or (native == "exited" and code != 0):
                 info = _inspect(host, s["Id"])
                 state = info.get("State") or {}
                 oom, error = bool(state.get("OOMKilled")), str(state.get("Error") or "")
                 code = state.get("ExitCode", code)
+                by_engine = (not cancelled and not oom and states.killed_by_signal(code)
+                             and not (runner.get("traceback") and _rank(s) == 0)
+                             and states.stopped_by_engine(code, state.get("FinishedAt"), engine_start.get()))
             rank0 = _rank(s) == 0
             parts.append(states.container_status(native, code, oom_killed=oom, error=error, cancelled=cancelled,
-                                                 runner_error=runner.get("error") if rank0 else None))
+                                                 runner_error=runner.get("error") if rank0 else None,
+                                                 stopped_by_engine=by_engine))
             details.append({"id": s["Id"], "rank": _rank(s), "native": native, "exit_code": code, "oom_killed": oom})
         status = states.combine(parts)
         live = [d["id"] for d, p in zip(details, parts) if not p.is_terminal]
@@ -291,58 +350,56 @@ class DockerExecutor(LocalJobFiles, Executor):
 
     def _finish(self, host: str, handle: JobHandle, status: JobStatus, details: list[dict[str, Any]]) -> None:
         """Keep the outcome and logs in the job directory, then remove the containers as ``cleanup`` says."""
-        client = _client(host)
         from docker.errors import DockerException
 
+        client = engine.client(host)
         outcome_path = os.path.join(handle.job_dir, OUTCOME_FILE)
-        if not os.path.exists(outcome_path):
-            for d in details:
-                name = LOG_FILE if d["rank"] == 0 else f"log.rank{d['rank']}.out"
-                try:
-                    data = client.api.logs(d["id"], stdout=True, stderr=True)
-                except DockerException:
-                    continue
-                write_atomic(os.path.join(handle.job_dir, name), data)
-            write_atomic(outcome_path, json.dumps({"status": status.to_dict(), "containers": details}))
-        if self.cleanup == "always" or (self.cleanup == "on_success" and status.state is JobState.SUCCEEDED):
-            for d in details:
-                try:
-                    client.api.remove_container(d["id"])
-                except DockerException:
-                    pass  # removed meanwhile by another poller: the outcome file is already there
+        with engine.reaching(host, f"saving the logs of job {handle.key!r}"):
+            if not os.path.exists(outcome_path):
+                for d in details:
+                    name = LOG_FILE if d["rank"] == 0 else f"log.rank{d['rank']}.out"
+                    try:
+                        data = client.api.logs(d["id"], stdout=True, stderr=True)
+                    except DockerException as exc:
+                        if engine.is_unreachable(exc):
+                            raise
+                        continue
+                    write_atomic(os.path.join(handle.job_dir, name), data)
+                write_atomic(outcome_path, json.dumps({"status": status.to_dict(), "containers": details}))
+            if self.cleanup == "always" or (self.cleanup == "on_success" and status.state is JobState.SUCCEEDED):
+                for d in details:
+                    try:
+                        # v=True: the anonymous volume of a read-only container's secret files goes with it.
+                        client.api.remove_container(d["id"], v=True)
+                    except DockerException as exc:
+                        if engine.is_unreachable(exc):
+                            raise
+                        # removed meanwhile by another poller: the outcome file is already there
 
     def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
         """Rank 0's output (stdout and stderr) from line ``offset``: from the engine while the container exists,
         then from ``log.out`` in the job directory. With ``follow``, streams until the container exits."""
         path = os.path.join(handle.job_dir, LOG_FILE)
+        if os.path.exists(os.path.join(handle.job_dir, OUTCOME_FILE)):
+            yield from read_lines(path)[offset:]  # finished and saved: the file is the complete log
+            return
         from docker.errors import DockerException
 
         host = handle.extra("docker_host") or self.host()
         try:
-            client = _client(host)
-            if os.path.exists(os.path.join(handle.job_dir, OUTCOME_FILE)):
-                raise FileExistsError  # finished and saved: the file is the complete log
-            if not follow:
-                text = client.api.logs(handle.job_id, stdout=True, stderr=True).decode("utf-8", "replace")
-                lines = text.split("\n")
-                if lines and lines[-1] == "":
-                    lines.pop()
-                yield from lines[offset:]
+            with engine.reaching(host, f"reading the log of job {handle.key!r}"):
+                client = engine.client(host)
+                if not follow:
+                    text = client.api.logs(handle.job_id, stdout=True, stderr=True).decode("utf-8", "replace")
+                    lines = text.split("\n")
+                    if lines and lines[-1] == "":
+                        lines.pop()
+                    yield from lines[offset:]
+                    return
+                yield from _follow(client, handle.job_id, offset)
                 return
-            stream = client.api.logs(handle.job_id, stdout=True, stderr=True, stream=True, follow=True)
-            line_no, pending = 0, b""
-            for chunk in stream:
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    if line_no >= offset:
-                        yield raw.decode("utf-8", "replace")
-                    line_no += 1
-            if pending and line_no >= offset:
-                yield pending.decode("utf-8", "replace")
-            return
-        except (DockerException, FileExistsError, ExecutorError):
-            pass
+        except DockerException:
+            pass  # the container is gone (removed by cleanup): its log was copied into the job directory
         yield from read_lines(path)[offset:]
 
     def cancel(self, handle: JobHandle) -> None:
@@ -356,10 +413,7 @@ class DockerExecutor(LocalJobFiles, Executor):
         from docker.errors import DockerException
 
         host = handle.extra("docker_host") or self.host()
-        try:
-            summaries = _list(host, f"{S.LABEL_KEY}={handle.key}")
-        except ExecutorError:
-            return
+        summaries = _list(host, f"{S.LABEL_KEY}={handle.key}")  # an engine that does not answer: raised, not ignored
         live = [s["Id"] for s in summaries if states.native_of(s) in ("created", "running", "restarting", "paused")]
         if not live:
             return
@@ -367,12 +421,15 @@ class DockerExecutor(LocalJobFiles, Executor):
             write_atomic(os.path.join(handle.job_dir, CANCEL_FILE), json.dumps({"requested_at": time.time()}))
         except OSError:
             pass
-        client = _client(host)
-        for cid in live:
-            try:
-                client.api.kill(cid, signal="SIGTERM")
-            except DockerException:
-                pass  # not running (created, or just exited): stop below handles it
+        client = engine.client(host)
+        with engine.reaching(host, f"cancelling job {handle.key!r}"):
+            for cid in live:
+                try:
+                    client.api.kill(cid, signal="SIGTERM")
+                except DockerException as exc:
+                    if engine.is_unreachable(exc):
+                        raise
+                    # not running (created, or just exited): stop below handles it
         _stop_in_background(client, live, int(max(0, round(self.cancel_grace_s))))
 
     def log_location(self, handle: JobHandle) -> str:
@@ -388,42 +445,64 @@ class DockerExecutor(LocalJobFiles, Executor):
 
 
 # -- engine access ---------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def _client_for(host: str, pid: int) -> Any:
-    import docker
-
-    return docker.DockerClient(base_url=host or None)
-
-
 def _client(host: str) -> Any:
-    """A client of the engine at ``host``; one per process and engine (the pid in the key: a forked child must not
-    share its parent's connections)."""
-    from docker.errors import DockerException
-
-    try:
-        return _client_for(host, os.getpid())
-    except DockerException as exc:
-        raise ExecutorError(f"cannot reach the Docker engine at {host or 'the default socket'}: {exc}; start it, "
-                            "or set DockerExecutor(docker_host=...) / $DOCKER_HOST") from None
+    """A client of the engine at ``host`` (see ``engine.client``)."""
+    return engine.client(host)
 
 
 def _list(host: str, label: str) -> list[dict[str, Any]]:
     from docker.errors import DockerException
 
-    try:
-        return list(_client(host).api.containers(all=True, filters={"label": label}))
-    except DockerException as exc:
-        raise ExecutorError(f"cannot list containers on the Docker engine at {host or 'the default socket'}: "
-                            f"{exc}") from None
+    with engine.reaching(host, f"listing the containers labelled {label}"):
+        client = engine.client(host)
+        try:
+            return list(client.api.containers(all=True, filters={"label": label}))
+        except DockerException as exc:
+            if engine.is_unreachable(exc):
+                raise
+            raise ExecutorError(f"cannot list containers on the Docker engine at {engine.describe(host)}: "
+                                f"{exc}") from None
 
 
 def _inspect(host: str, cid: str) -> dict[str, Any]:
     from docker.errors import DockerException
 
-    try:
-        return _client(host).api.inspect_container(cid)
-    except DockerException:
-        return {}
+    with engine.reaching(host, f"inspecting container {cid[:12]}"):
+        try:
+            return engine.client(host).api.inspect_container(cid)
+        except DockerException as exc:
+            if engine.is_unreachable(exc):
+                raise
+            return {}
+
+
+class _EngineStart:
+    """The engine's start time, looked up once per status round and only when a container ended by a signal."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._value: Optional[float] = None
+        self._looked = False
+
+    def get(self) -> Optional[float]:
+        if not self._looked:
+            self._value, self._looked = engine.started_at(self.host), True
+        return self._value
+
+
+def _follow(client: Any, container_id: str, offset: int) -> Iterator[str]:
+    """The container's output from line ``offset`` as it comes, until the container exits."""
+    stream = client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True)
+    line_no, pending = 0, b""
+    for chunk in stream:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            if line_no >= offset:
+                yield raw.decode("utf-8", "replace")
+            line_no += 1
+    if pending and line_no >= offset:
+        yield pending.decode("utf-8", "replace")
 
 
 def require_image(client: Any, image: str) -> Any:
@@ -436,6 +515,8 @@ def require_image(client: Any, image: str) -> Any:
         raise SubmissionError(f"image {image} is not on this Docker engine; build or load it (docker pull {image} / "
                               "docker load); nemorun never pulls implicitly") from None
     except DockerException as exc:
+        if engine.is_unreachable(exc):
+            raise
         raise SubmissionError(f"cannot reach the Docker engine to check image {image}: {exc}") from None
 
 
@@ -463,8 +544,8 @@ def to_sdk_kwargs(one: dict[str, Any]) -> dict[str, Any]:
     from docker.types import DeviceRequest, Mount, Ulimit
 
     kwargs = dict(one)
-    kwargs["mounts"] = [Mount(target=m["target"], source=m["source"], type="bind", read_only=m["read_only"])
-                        for m in one.get("mounts", [])]
+    kwargs["mounts"] = [Mount(target=m["target"], source=m["source"], type=m.get("type", "bind"),
+                              read_only=m["read_only"]) for m in one.get("mounts", [])]
     if "device_requests" in one:
         kwargs["device_requests"] = [DeviceRequest(count=d["count"], capabilities=d["capabilities"])
                                      for d in one["device_requests"]]
@@ -484,6 +565,9 @@ def _stop_in_background(client: Any, ids: list[str], grace: int) -> None:
                 client.api.stop(cid, timeout=grace)
             except DockerException:
                 pass
+            except Exception as exc:  # noqa: BLE001 - a daemon thread: an engine gone meanwhile is not its error
+                if not engine.is_unreachable(exc):
+                    raise
 
     threading.Thread(target=stop_all, name="nemorun-docker-stop", daemon=True).start()
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from nemorun_core.errors import ConfigError
 from nemorun_core.executors.base import check_env_vars
-from nemorun_core.secrets import is_secret_name, looks_secret
+from nemorun_core.executors.docker import secret_files
 
 # Where nemorun itself and packaged code appear inside the container.
 NEMORUN_LIB = "/opt/nemorun/lib"
@@ -90,7 +90,7 @@ def check_image(image: Any, field: str = "container_image") -> str:
     first, _, rest = image.partition("/")
     # Only a first component with '.' or ':' (or "localhost") is a registry; otherwise it is a lowercase path.
     as_path = rest and not ("." in first or ":" in first or first == "localhost") and first != first.lower()
-    if len(image) > 255 or as_path or not (_REFERENCE.match(image) or _IMAGE_ID.match(image)):
+    if len(image) > 255 or as_path or not (_REFERENCE.fullmatch(image) or _IMAGE_ID.fullmatch(image)):
         raise _err(field, f"{image!r} is not a valid image reference (lowercase [registry/]name[:tag][@digest], "
                           "e.g. 'nvidia/pytorch:24.05-py3')")
     return image
@@ -118,6 +118,11 @@ def parse_volume(spec: Any, index: int) -> dict[str, Any]:
 
 def bind(source: str, target: str, *, read_only: bool) -> dict[str, Any]:
     return {"type": "bind", "source": source, "target": target, "read_only": read_only}
+
+
+def anonymous_volume(target: str) -> dict[str, Any]:
+    """An anonymous volume (the engine creates it, removing the container with ``v=True`` removes it)."""
+    return {"type": "volume", "source": None, "target": target, "read_only": False}
 
 
 def _port_number(value: Any, field: str, spec: Any) -> int:
@@ -149,7 +154,7 @@ def parse_ports(ports: Any, network: str) -> dict[str, int]:
             if isinstance(entry, (list, tuple)) and len(entry) == 2:
                 items.append((entry[0], entry[1], "tcp", entry))
             elif isinstance(entry, str):
-                m = _PORT.match(entry.strip())
+                m = _PORT.fullmatch(entry.strip())
                 if not m:
                     raise _err("ports", f"{entry!r} is not a port mapping; write 8080, '8080:8080' (host:container)"
                                         " or '8080/udp'")
@@ -231,14 +236,14 @@ def check_fields(ex: Any) -> None:
     parse_ulimits(ex.ulimits)
     if ex.shm_size is not None and not (
             (isinstance(ex.shm_size, int) and not isinstance(ex.shm_size, bool) and ex.shm_size > 0)
-            or (isinstance(ex.shm_size, str) and _SIZE.match(ex.shm_size))):
+            or (isinstance(ex.shm_size, str) and _SIZE.fullmatch(ex.shm_size))):
         raise _err("shm_size", f"must be bytes (int) or a size such as '16g' or '512m', got {ex.shm_size!r}")
     if ex.ipc_mode is not None and ex.ipc_mode not in IPC_MODES and not (
-            isinstance(ex.ipc_mode, str) and ex.ipc_mode.startswith("container:") and _IDENT.match(ex.ipc_mode[10:])):
+            isinstance(ex.ipc_mode, str) and ex.ipc_mode.startswith("container:") and _IDENT.fullmatch(ex.ipc_mode[10:])):
         raise _err("ipc_mode", f"must be one of {', '.join(IPC_MODES)} or 'container:<name>', got {ex.ipc_mode!r}")
-    if ex.runtime is not None and not (isinstance(ex.runtime, str) and _IDENT.match(ex.runtime)):
+    if ex.runtime is not None and not (isinstance(ex.runtime, str) and _IDENT.fullmatch(ex.runtime)):
         raise _err("runtime", f"must be a runtime name such as 'nvidia', got {ex.runtime!r}")
-    if ex.user is not None and not (isinstance(ex.user, str) and _USER.match(ex.user)):
+    if ex.user is not None and not (isinstance(ex.user, str) and _USER.fullmatch(ex.user)):
         raise _err("user", f"must be 'name', 'uid' or 'uid:gid', got {ex.user!r}")
     if not isinstance(ex.extra_args, Mapping):
         raise _err("extra_args", f"must be a dict of containers.create arguments, got {ex.extra_args!r}")
@@ -298,10 +303,30 @@ def master_port(key: str) -> int:
     return 29500 + int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 10000
 
 
+def job_env(ex: Any, job: Any, *, code_target: str | None) -> dict[str, str]:
+    """The environment of every container of ``job`` (secrets included; see :func:`secret_env`)."""
+    env = {**ex.env_vars, **job.env}
+    check_env(env, "env_vars")
+    user_pythonpath = env.pop("PYTHONPATH", "")
+    # Packaged code is importable by Scripts too (Python tasks also get it from the runner's sys_path).
+    env["PYTHONPATH"] = ":".join(p for p in (user_pythonpath, code_target, NEMORUN_LIB) if p)
+    env["NEMORUN_JOB_DIR"] = job.job_dir
+    env["NEMORUN_JOB_KEY"] = job.key
+    return env
+
+
+def secret_env(ex: Any, job: Any) -> dict[str, str]:
+    """The secret variables of ``job``: never in a container's spec, copied into each container before it starts
+    (``secret_files``). The same for every rank."""
+    return secret_files.split_env(job_env(ex, job, code_target=None))[1]
+
+
 def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: Sequence[str] | None,
-                 code_dir: str | None, code_target: str | None = None,
-                 mask_secrets: bool) -> list[dict[str, Any]]:
+                 code_dir: str | None, code_target: str | None = None) -> list[dict[str, Any]]:
     """The ``containers.create`` keyword arguments of every container of ``job``, rank order.
+
+    Secret variables are not among them (``docker inspect`` would show them): the command of a job that has some
+    is wrapped by ``secret_files.READER``, which loads them from files copied in before start.
 
     Args:
         ex: the DockerExecutor.
@@ -312,19 +337,10 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
         code_dir: host directory holding extracted packaged code (mounted at ``code_target``), or None.
         code_target: where the packaged code is in the container (CODE_DIR, or a DockerImagePackager's workdir,
             where the image holds it); the default working directory. None: the code is mounted from ``sys_path``.
-        mask_secrets: show secret-looking environment values as "<secret>" (dryrun) instead of their values.
     """
     from nemorun_core.launchers import resolve_launcher
 
-    env_base = {**ex.env_vars, **job.env}
-    check_env(env_base, "env_vars")
-    user_pythonpath = env_base.pop("PYTHONPATH", "")
-    # Packaged code is importable by Scripts too (Python tasks also get it from the runner's sys_path).
-    env_base["PYTHONPATH"] = ":".join(p for p in (user_pythonpath, code_target, NEMORUN_LIB) if p)
-    env_base["NEMORUN_JOB_DIR"] = job.job_dir
-    env_base["NEMORUN_JOB_KEY"] = job.key
-    if mask_secrets:
-        env_base = {k: (SECRET if (is_secret_name(k) or looks_secret(v)) else v) for k, v in env_base.items()}
+    env_base, secrets = secret_files.split_env(job_env(ex, job, code_target=code_target))
 
     mounts = [bind(job.job_dir, job.job_dir, read_only=False),
               bind(nemorun_src, posixpath.join(NEMORUN_LIB, "nemorun_core"), read_only=True)]
@@ -343,6 +359,8 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
             raise _err(f"volumes[{i}]", f"{volume!r} mounts over {m['target']}, which nemorun mounts itself (the "
                                         "job directory, nemorun or the task's code); choose another container path")
         mounts.append(m)
+    if secrets and secret_files.needs_volume(ex.extra_args):
+        mounts.append(anonymous_volume(secret_files.SECRETS_ROOT))
 
     argv = [ex.python if a == "python" else a for a in job.command]
     nodes, ntasks = ex.nodes, ex.ntasks_per_node
@@ -396,7 +414,7 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
         specs.append({
             **common_for_rank,
             "name": name,
-            "command": list(cmd),
+            "command": secret_files.wrap(list(cmd)) if secrets else list(cmd),
             "environment": {**env_base, **extra_env},
             "labels": {LABEL_KEY: job.key, LABEL_JOB: job.name, LABEL_RANK: str(rank),
                        LABEL_WORLD: str(len(per_container)), LABEL_JOB_DIR: job.job_dir},
@@ -404,5 +422,11 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
     return specs
 
 
-def dump(specs: list[dict[str, Any]]) -> str:
-    return json.dumps({"containers": specs}, sort_keys=True, indent=2) + "\n"
+def dump(specs: list[dict[str, Any]], secret_names: Sequence[str] = ()) -> str:
+    """What submission sends: the containers' specs and, when the job has secrets, the files copied into each
+    container before it starts (names only; the values are shown as ``<secret>``)."""
+    data: dict[str, Any] = {"containers": specs}
+    if secret_names:
+        data["secret_files"] = {"directory": secret_files.SECRETS_DIR, "mode": "0600",
+                                "variables": {name: SECRET for name in sorted(secret_names)}}
+    return json.dumps(data, sort_keys=True, indent=2) + "\n"

@@ -89,17 +89,30 @@ def test_gpu_request_becomes_an_sdk_device_request():
     assert kwargs["ulimits"][0]["Name"] == "nofile" and kwargs["ulimits"][0]["Hard"] == 2048
 
 
-def test_secrets_are_masked_in_dryrun_only():
+def test_secrets_are_masked_in_dryrun_and_never_in_the_container_spec():
+    """Issue 10 item 6: a container's environment is visible to `docker inspect`, so secrets (by name, by value, or
+    marked run.Secret) are not in it at all, not even in the spec submission creates; they travel as files."""
+    from nemorun_core.executors.docker import secret_files
+
     ex = run.DockerExecutor(container_image=IMAGE, env_vars={"WANDB_API_KEY": "abc123", "HF_HOME": "/hf",
-                                                             "X": "ghp_" + "a" * 30})
+                                                             "X": "ghp_" + "a" * 30,
+                                                             "MY_VALUE": run.Secret("neutral-value")})
     j = job(env={"DB_PASSWORD": "hunter2"})
     text = ex.dryrun(j).text
-    assert "abc123" not in text and "hunter2" not in text and "ghp_" not in text
-    env = json.loads(text)["containers"][0]["environment"]
-    assert env["WANDB_API_KEY"] == env["DB_PASSWORD"] == env["X"] == "<secret>"
+    assert "abc123" not in text and "hunter2" not in text and "ghp_" not in text and "neutral-value" not in text
+    shown = json.loads(text)
+    env = shown["containers"][0]["environment"]
     assert env["HF_HOME"] == "/hf"
-    real = ex.render(j, image=IMAGE, code_dir=None, mask_secrets=False)[0]["environment"]
-    assert real["WANDB_API_KEY"] == "abc123" and real["DB_PASSWORD"] == "hunter2"
+    assert shown["secret_files"]["variables"] == {"DB_PASSWORD": "<secret>", "MY_VALUE": "<secret>",
+                                                  "WANDB_API_KEY": "<secret>", "X": "<secret>"}
+    assert not {"WANDB_API_KEY", "DB_PASSWORD", "X", "MY_VALUE"} & set(env)
+    assert ex.dryrun(j).meta["env"] == sorted([*env, "DB_PASSWORD", "MY_VALUE", "WANDB_API_KEY", "X"])
+    (real,) = ex.render(j, image=IMAGE, code_dir=None)
+    assert "abc123" not in json.dumps(real) and "hunter2" not in json.dumps(real)
+    assert "neutral-value" not in json.dumps(real)
+    assert real["command"] == secret_files.wrap(["python3", "-m", "nemorun_core.runner", "/jobs/train"])
+    assert S.secret_env(ex, j) == {"WANDB_API_KEY": "abc123", "DB_PASSWORD": "hunter2", "X": "ghp_" + "a" * 30,
+                                   "MY_VALUE": "neutral-value"}
 
 
 def test_user_pythonpath_comes_before_nemorun():
@@ -194,6 +207,20 @@ def test_validation_errors_name_the_field(field, kwargs, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize("field,kwargs", [
+    ("container_image", {"container_image": "busybox\n"}),
+    ("user", {"user": "root\n"}),
+    ("shm_size", {"shm_size": "1g\n"}),
+    ("runtime", {"runtime": "nvidia\n"}),
+    ("ipc_mode", {"ipc_mode": "container:abc\n"}),
+])
+def test_a_trailing_newline_is_refused_in_every_checked_field(field, kwargs):
+    # `$` matches before a final newline: the checks must match the whole value.
+    with pytest.raises(ConfigError) as info:
+        run.DockerExecutor(**{"container_image": IMAGE, **kwargs})
+    assert info.value.path == f"DockerExecutor.{field}"
+
+
 def test_job_env_is_checked_too():
     ex = run.DockerExecutor(container_image=IMAGE)
     with pytest.raises(ConfigError, match="value of N must be a string"):
@@ -257,3 +284,84 @@ def test_handle_and_executor_import_lazily():
     code = "import sys, nemorun_core as run; run.DockerExecutor; print('docker' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# -- issue 10: secrets as files, engine outages, engine restarts ------------------------------------------------------
+def test_secret_files_archive_is_private_to_the_container_user_and_byte_exact():
+    import io
+    import tarfile
+
+    from nemorun_core.executors.docker import secret_files
+
+    values = {"API_TOKEN": "line1\nline2\n", "PEM": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----"}
+    for in_volume, path, prefix in ((False, "/", ".nemorun/secrets"), (True, "/.nemorun", "secrets")):
+        at, data = secret_files.archive(values, 1000, 1001, in_volume=in_volume)
+        assert at == path
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            assert members[prefix].isdir() and members[prefix].mode == 0o700
+            for name, value in values.items():
+                m = members[f"{prefix}/{name}"]
+                assert (m.mode, m.uid, m.gid) == (0o600, 1000, 1001)
+                assert tar.extractfile(m).read() == value.encode()
+
+
+def test_a_read_only_root_gets_a_volume_for_the_secret_files_and_no_secret_keeps_the_command():
+    from nemorun_core.executors.docker import secret_files
+
+    ex = run.DockerExecutor(container_image=IMAGE, env_vars={"HF_TOKEN": "x" * 8}, extra_args={"read_only": True})
+    (one,) = containers(ex)
+    assert {"type": "volume", "source": None, "target": "/.nemorun", "read_only": False} in one["mounts"]
+    assert one["command"][:3] == ["/bin/sh", "-c", secret_files.READER]
+    (plain,) = containers(run.DockerExecutor(container_image=IMAGE, env_vars={"HF_HOME": "/hf"}))
+    assert plain["command"] == ["python3", "-m", "nemorun_core.runner", "/jobs/train"]
+    assert "secret_files" not in json.loads(run.DockerExecutor(container_image=IMAGE).dryrun(job()).text)
+
+
+def test_the_reader_script_holds_no_value_and_reads_files_as_data():
+    from nemorun_core.executors.docker import secret_files
+
+    ex = run.DockerExecutor(container_image=IMAGE, env_vars={"DB_PASSWORD": "abc'\n$(touch /tmp/pwned)\n"})
+    (one,) = containers(ex)
+    assert "pwned" not in json.dumps(one) and "abc" not in one["command"][2]
+    assert one["command"][2] == secret_files.READER  # a constant: nothing of the job is spliced into it
+
+
+@pytest.mark.parametrize("code,finished_delta,expected", [
+    (143, -5.0, True),  # stopped while the engine shut down
+    (137, -600.0, True),
+    (143, 10.0, True),  # stopped by a restarted engine restoring its containers
+    (139, 10.0, False),  # a segfault after the engine started is the task's own
+    (143, 120.0, False),  # long after the engine started: someone's docker stop, not the engine
+    (1, -5.0, False),  # a plain failure is never the engine's
+])
+def test_engine_stopped_is_told_from_the_exit_and_the_engine_start(code, finished_delta, expected):
+    from datetime import datetime, timezone
+
+    start = 1_800_000_000.0
+    finished = datetime.fromtimestamp(start + finished_delta, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+    assert states.stopped_by_engine(code, finished, start) is expected
+    assert states.stopped_by_engine(code, finished, None) is False  # unknown engine start: never guessed
+    st = states.container_status("exited", code, stopped_by_engine=expected)
+    assert st.state is JobState.FAILED
+    assert ("stopped by the Docker engine" in st.message) is expected
+
+
+def test_unreachable_engine_errors_are_recognised_and_others_are_not():
+    import requests
+
+    from docker.errors import DockerException, NotFound
+
+    from nemorun_core.errors import BackendUnavailableError
+    from nemorun_core.executors.docker import engine
+
+    cut = requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file'))")
+    assert engine.is_unreachable(cut)
+    try:
+        raise DockerException("Error while fetching server API version") from cut
+    except DockerException as exc:
+        assert engine.is_unreachable(exc)
+    assert not engine.is_unreachable(NotFound("no such container"))
+    err = engine.unavailable("unix:///tmp/x.sock", "reading the log of job 'k'", cut)
+    assert isinstance(err, BackendUnavailableError)
+    assert "unix:///tmp/x.sock" in str(err) and "may still be running" in str(err) and "re-attach" in str(err)

@@ -1,0 +1,163 @@
+"""Reaching the Docker engine: one client per process and engine, and one translation of "the engine does not
+answer" into :class:`~nemorun_core.errors.BackendUnavailableError`, for every call the executor makes.
+
+Why a translation at all: the SDK lets the transport's own errors through (``requests``' ``ConnectionError`` when
+the socket is gone, ``ChunkedEncodingError`` when a log stream is cut, a ``DockerException`` wrapping them when the
+client is created), and none of them says which engine, that the job may still be running, or what to do. A caller
+that follows a job retries ``BackendUnavailableError`` through a bounded outage (``executors.base.follow_log``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import struct
+from typing import Any, Iterator
+
+from nemorun_core.errors import BackendUnavailableError, SubmissionError
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+REATTACH = ("a job already started there keeps its containers and may still be running: start the engine again "
+            "(or point DockerExecutor(docker_host=...) / $DOCKER_HOST at the right one), then re-attach with "
+            "`nemorun experiment status <id>` / `nemorun experiment logs <id>` (or DockerExecutor.find(key, job_dir))")
+
+
+class EngineUnavailableAtSubmitError(SubmissionError, BackendUnavailableError):
+    """The engine did not answer while a job was being submitted; nothing of the job was started.
+
+    Both kinds at once: a :class:`SubmissionError` (the job was not submitted, submitting again is safe: it is
+    idempotent by key) and a :class:`BackendUnavailableError` (the cause is an outage, not the job's settings).
+    """
+
+
+def describe(host: str) -> str:
+    """The engine's address as a person can check it: ``unix:///run/docker.sock (from $DOCKER_HOST)``."""
+    if not host:
+        return f"unix://{DEFAULT_SOCKET} (the SDK's default socket; $DOCKER_HOST is not set)"
+    if host == os.environ.get("DOCKER_HOST"):
+        return f"{host} (from $DOCKER_HOST)"
+    return f"{host} (DockerExecutor.docker_host)"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised ``from``) says the engine could not be reached or stopped answering
+    mid-call. Only explicit causes count: an unrelated error raised while handling one is not an outage."""
+    import requests.exceptions
+    import urllib3.exceptions
+
+    kinds = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+             requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
+             urllib3.exceptions.TimeoutError, ConnectionError, TimeoutError)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause in a few words (``[Errno 111] Connection refused``), not the transport's whole repr."""
+    current, last = exc, exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        last = current
+        current = current.__cause__ or current.__context__
+    text = str(last) or type(last).__name__
+    for known in ("Connection refused", "No such file or directory", "Connection reset", "Broken pipe",
+                  "timed out", "Connection aborted"):
+        if known.lower() in text.lower():
+            return known.lower()
+    return text[:200]
+
+
+def unavailable(host: str, doing: str, exc: BaseException | None = None, *,
+                submitting: bool = False) -> BackendUnavailableError:
+    """The error for an engine that did not answer while ``doing`` (``"listing the containers of job 'x'"``)."""
+    reason = f" ({_reason(exc)})" if exc is not None else ""
+    if submitting:
+        return EngineUnavailableAtSubmitError(
+            f"the Docker engine at {describe(host)} does not answer{reason} while {doing}; nothing of the job was "
+            "started: start the engine (or fix DockerExecutor(docker_host=...) / $DOCKER_HOST) and submit again")
+    return BackendUnavailableError(f"the Docker engine at {describe(host)} does not answer{reason} while {doing}; "
+                                   f"{REATTACH}")
+
+
+@contextlib.contextmanager
+def reaching(host: str, doing: str, *, submitting: bool = False) -> Iterator[None]:
+    """Run engine calls; an unreachable engine becomes :func:`unavailable`, every other error passes unchanged."""
+    try:
+        yield
+    except BackendUnavailableError as exc:
+        if submitting and not isinstance(exc, SubmissionError):
+            raise unavailable(host, doing, exc, submitting=True) from None
+        raise
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise unavailable(host, doing, exc, submitting=submitting) from None
+        raise
+
+
+@functools.lru_cache(maxsize=8)
+def _client_for(host: str, pid: int) -> Any:
+    import docker
+
+    return docker.DockerClient(base_url=host or None)
+
+
+def client(host: str, doing: str = "connecting", *, submitting: bool = False) -> Any:
+    """A client of the engine at ``host``; one per process and engine (the pid in the key: a forked child must not
+    share its parent's connections). Creating it asks the engine for its API version, so it fails when the engine
+    is down: with :func:`unavailable`, or an ExecutorError for any other refusal."""
+    from docker.errors import DockerException
+
+    from nemorun_core.errors import ExecutorError
+
+    with reaching(host, doing, submitting=submitting):
+        try:
+            return _client_for(host, os.getpid())
+        except DockerException as exc:
+            if is_unreachable(exc):
+                raise
+            raise ExecutorError(f"cannot use the Docker engine at {describe(host)}: {exc}; start it, or set "
+                                "DockerExecutor(docker_host=...) / $DOCKER_HOST") from None
+
+
+def started_at(host: str) -> float | None:
+    """When the engine process behind a local unix socket started (epoch seconds), else None.
+
+    The engine's API does not say when it started, and a container that the engine stopped while shutting down
+    looks like one stopped with ``docker stop``. The socket's peer (``SO_PEERCRED``) is the engine's process on
+    this machine, and its start time tells whether a container ended before the engine (re)started.
+    """
+    path = _socket_path(host)
+    if path is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+        if pid <= 0:
+            return None
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, counted after the command's ")"
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, struct.error):
+        return None
+
+
+def _socket_path(host: str) -> str | None:
+    if not host:
+        return DEFAULT_SOCKET
+    if host.startswith("unix://"):
+        return host[len("unix://"):] or DEFAULT_SOCKET
+    return None
