@@ -6,6 +6,7 @@
     nemorun experiment logs ID [TASK] [-f] [-n N]
     nemorun experiment cancel ID [TASK | --all]
     nemorun experiment rerun ID [--detach] [--yes]
+    nemorun experiment resume ID [--detach] [--tail-logs]
     nemorun version
 
 Wherever an ID is expected, an experiment title works too (the latest experiment with that title is used,
@@ -29,8 +30,9 @@ import typer
 
 from nemorun_core._version import __version__
 from nemorun_core.cli.app_lookup import UsageProblem, load, overall_state, pick_task, resolve_id, sync_index
-from nemorun_core.errors import ExperimentError, NemorunError
+from nemorun_core.errors import NemorunError
 from nemorun_core.executors.base import JobState
+from nemorun_core.experiment.driver import INTERRUPTED, mark_interrupted
 from nemorun_core.experiment.store import Store
 
 # After `cancel`, how long to wait for the tasks to end before reporting (cancel itself never blocks).
@@ -39,7 +41,7 @@ _DEFAULT_TABLE_LIMIT = 50
 
 app = typer.Typer(
     name="nemorun",
-    help="Manage the experiments in the nemorun store: list, show, status, logs, cancel, rerun.",
+    help="Manage the experiments in the nemorun store: list, show, status, logs, cancel, rerun, resume.",
     no_args_is_help=True,
     rich_markup_mode="markdown",  # docstring paragraphs are re-wrapped, not broken at the source's line ends
     pretty_exceptions_enable=False,  # main() prints one line per error; NEMORUN_DEBUG=1 shows the traceback
@@ -112,11 +114,22 @@ def _iso(stamp: Optional[float]) -> Optional[str]:
 
 
 def _report(exp: Any) -> tuple[dict, str]:
-    """Fresh task statuses and the experiment's overall state; records a finished outcome in the index."""
+    """Fresh task statuses and the experiment's overall state; records a finished outcome in the index.
+
+    The state is INTERRUPTED (not RUNNING) when the experiment's launcher is gone with tasks never submitted:
+    nothing will submit them until `nemorun experiment resume ID`.
+    """
     report = exp.status(quiet=True)
     overall = overall_state(row["state"] for row in report.values())
     sync_index(exp, overall)
+    if not JobState(overall).is_terminal and exp.interruption():
+        overall = INTERRUPTED
     return report, overall
+
+
+def _stopped(overall: str) -> bool:
+    """Whether nothing more will happen without the user: every task ended, or the experiment is INTERRUPTED."""
+    return overall == INTERRUPTED or JobState(overall).is_terminal
 
 
 def _heading(exp: Any) -> str:
@@ -124,8 +137,9 @@ def _heading(exp: Any) -> str:
 
 
 def _exit_for(overall: str) -> None:
-    """Exit 1 when the experiment has ended and not everything succeeded; a running one is not a failure."""
-    if JobState(overall).is_terminal and overall != JobState.SUCCEEDED.value:
+    """Exit 1 when the experiment has stopped (ended or INTERRUPTED) and not everything succeeded; a running one is
+    not a failure."""
+    if _stopped(overall) and overall != JobState.SUCCEEDED.value:
         raise typer.Exit(1)
 
 
@@ -149,7 +163,7 @@ def list_experiments(
 ) -> None:
     """List experiments, newest first, from the store's index (one file read, however many there are)."""
     store = _store(ctx)
-    entries = store.list()
+    entries = mark_interrupted(store, store.list())
     if title:
         needle = title.lower()
         entries = [e for e in entries
@@ -214,13 +228,14 @@ def status(
 ) -> None:
     """Show the state of each task.
 
-    Exit status: 1 if the experiment has ended and a task failed or was cancelled, else 0 (a running
-    experiment is not a failure). With --watch the command returns once every task has ended, so its exit
-    status is the experiment's outcome.
+    Exit status: 1 if the experiment has ended and a task failed or was cancelled, or it is INTERRUPTED (its
+    launcher is gone with tasks never submitted: `nemorun experiment resume ID`), else 0 (a running experiment
+    is not a failure). With --watch the command returns once every task has ended (or the experiment is
+    INTERRUPTED), so its exit status is the experiment's outcome.
     """
     exp = _open(ctx, ref)
     report, overall = _report(exp)
-    if watch and not JobState(overall).is_terminal:
+    if watch and not _stopped(overall):
         try:
             report, overall = _watch(exp, report, overall, interval, live=not as_json)
         except KeyboardInterrupt:
@@ -234,13 +249,15 @@ def status(
         from nemorun_core.cli.app_views import status_view
 
         _console().print(status_view(_heading(exp), report, overall))
+    if overall == INTERRUPTED:
+        _note(f"{exp.id} is {INTERRUPTED}: {exp.interruption()}")
     _exit_for(overall)
 
 
 def _watch(exp: Any, report: dict, overall: str, interval: float, *, live: bool) -> tuple[dict, str]:
     """Refresh until every task is terminal; redraw the table in place when ``live``."""
     if not live:
-        while not JobState(overall).is_terminal:
+        while not _stopped(overall):
             time.sleep(interval)
             report, overall = _report(exp)
         return report, overall
@@ -249,7 +266,7 @@ def _watch(exp: Any, report: dict, overall: str, interval: float, *, live: bool)
     from nemorun_core.cli.app_views import status_view
 
     with Live(status_view(_heading(exp), report, overall), console=_console(), auto_refresh=False) as display:
-        while not JobState(overall).is_terminal:
+        while not _stopped(overall):
             time.sleep(interval)
             report, overall = _report(exp)
             display.update(status_view(_heading(exp), report, overall), refresh=True)
@@ -266,7 +283,11 @@ def logs(
         "--follow", "-f", help="keep printing new lines until the task ends")] = False,
     tail: Annotated[Optional[int], typer.Option("--tail", "-n", min=0, help="only the last N lines")] = None,
 ) -> None:
-    """Print a task's log."""
+    """Print a task's log.
+
+    With -f, an unreachable backend (a cut SSH session) is retried for up to $NEMORUN_OUTAGE_TIMEOUT seconds
+    (default 300), continuing after the last line printed.
+    """
     exp = _open(ctx, ref)
     name = pick_task(exp, task, verb="show the log of")
     try:
@@ -275,25 +296,10 @@ def logs(
                 text = exp.logs(name, tail=tail)
                 if text:
                     print(text)
-        elif tail is None:
-            exp.logs(name, follow=True)
         else:
-            _follow_from_tail(exp, name, tail)
+            exp.logs(name, follow=True, tail=tail)  # the last `tail` lines, then each new one, none twice
     except KeyboardInterrupt:
         raise typer.Exit(130)
-
-
-def _follow_from_tail(exp: Any, name: str, tail: int) -> None:
-    # Experiment.logs cannot combine tail and follow; the executor's line offset can: print the last lines,
-    # then follow from the line after them, so nothing is printed twice or skipped.
-    spec = exp._spec(name)
-    if spec.handle is None:
-        raise ExperimentError(f"task {name!r} has not been submitted, so it has no log yet")
-    lines = list(spec.executor.logs(spec.handle))
-    for line in lines[len(lines) - tail:] if tail else []:
-        print(line)
-    for line in spec.executor.logs(spec.handle, follow=True, offset=len(lines)):
-        print(line, flush=True)
 
 
 @experiment_app.command()
@@ -358,6 +364,31 @@ def rerun(
 
     _console(stderr=True).print(status_view(_heading(fresh), report, overall))
     print(fresh.id)
+    _exit_for(overall)
+
+
+@experiment_app.command()
+def resume(
+    ctx: typer.Context,
+    ref: RefArg,
+    detach: Annotated[bool, typer.Option("--detach", help="return once launched; do not wait")] = False,
+    tail_logs: Annotated[bool, typer.Option("--tail-logs", help="print the tasks' log lines as they come")] = False,
+) -> None:
+    """Carry on with an experiment whose launcher died: re-attach to what runs, keep what succeeded, submit only
+    the tasks that never started.
+
+    Refused while the experiment's launcher (or detached driver) is still alive, and for an experiment that has
+    already ended. Waits for the tasks unless --detach; then exits 1 if a task did not succeed.
+    """
+    exp = _open(ctx, ref)
+    exp.resume(detach=detach, tail_logs=tail_logs)
+    if detach:
+        _note(f"resumed {exp.id}; follow it with `nemorun experiment status {exp.id} --watch`")
+        return
+    report, overall = _report(exp)
+    from nemorun_core.cli.app_views import status_view
+
+    _console(stderr=True).print(status_view(_heading(exp), report, overall))
     _exit_for(overall)
 
 

@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from nemorun_core.errors import ConfigError, ExecutorError
+from nemorun_core.executors.outage import Outage
 
 HANDLE_VERSION = 1
 
@@ -126,22 +127,67 @@ class JobHandle:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "JobHandle":
-        version = int(data.get("version", 0))
+        """Read a handle written by :meth:`to_dict`, checking every field's type.
+
+        A handle comes back from files and orchestrator state that may be damaged, so a wrong shape is one
+        ExecutorError naming the field, never a raw TypeError/AttributeError deep inside a backend call.
+
+        Raises:
+            ExecutorError: not a mapping, a field missing or of the wrong type, or a version newer than this nemorun.
+        """
+        if not isinstance(data, Mapping):
+            raise ExecutorError(f"a job handle must be a JSON object, got {_shown(data)}")
+        version = data.get("version", 0)
+        if isinstance(version, str) and version.isdigit():
+            version = int(version)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ExecutorError(f"job handle field 'version' must be an integer, got {_shown(version)}")
         if version > HANDLE_VERSION:
             raise ExecutorError(
                 f"job handle version {version} is newer than this nemorun understands ({HANDLE_VERSION}); "
                 "upgrade nemorun where the handle is read"
             )
-        try:
-            return cls.create(
-                data["backend"], data["job_id"], data["key"], data.get("job_dir", ""), **dict(data.get("extras", {}))
-            )
-        except KeyError as exc:
-            raise ExecutorError(f"job handle is missing the field {exc.args[0]!r}: {dict(data)!r}") from None
+        fields = {name: _handle_field(data, name) for name in ("backend", "job_id", "key", "job_dir")}
+        extras = data.get("extras", {})
+        if not isinstance(extras, Mapping):
+            raise ExecutorError(f"job handle field 'extras' must be an object of strings, got {_shown(extras)}")
+        for name, value in extras.items():
+            if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ExecutorError(f"job handle field 'extras.{name}' must be a string, got {_shown(value)}")
+        return cls.create(fields["backend"], fields["job_id"], fields["key"], fields["job_dir"], **extras)
 
     @classmethod
     def from_json(cls, text: str) -> "JobHandle":
-        return cls.from_dict(json.loads(text))
+        """Read a handle written by :meth:`to_json`. Raises ExecutorError for text that is not one."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ExecutorError(f"a job handle must be JSON; invalid at line {exc.lineno}, column {exc.colno}: "
+                                f"{exc.msg}") from None
+        except (TypeError, UnicodeDecodeError):
+            raise ExecutorError(f"a job handle must be JSON text, got {_shown(text)}") from None
+        return cls.from_dict(data)
+
+
+def _shown(value: Any) -> str:
+    text = f"{type(value).__name__} {value!r}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _handle_field(data: Mapping[str, Any], name: str) -> str:
+    """A handle's string field; ``job_dir`` may be absent, and a job id may be a number (a pid)."""
+    if name not in data:
+        if name == "job_dir":
+            return ""
+        present = ", ".join(map(str, data)) or "none"
+        raise ExecutorError(f"job handle is missing the field {name!r} (it has: {present})")
+    value = data[name]
+    if isinstance(value, str) and (value or name in ("key", "job_dir")):
+        return value
+    if name == "job_id" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    must = "a string" if name in ("key", "job_dir") else "a non-empty string"
+    raise ExecutorError(f"job handle field {name!r} must be {must}, got {_shown(value)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,27 +352,44 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def follow_log(executor: Executor, handle: JobHandle, emit: Callable[[str], Any], *, offset: int = 0,
-               poll: float = 1.0, stop: Callable[[], bool] | None = None) -> tuple[JobStatus, int]:
+               poll: float = 1.0, stop: Callable[[], bool] | None = None,
+               outage_timeout: float | None = None) -> tuple[JobStatus, int]:
     """Hand each new log line of a job to ``emit`` until the job is terminal; return its last status and the offset.
 
     What an orchestrator does while it waits on a job in its worker: one :meth:`Executor.poll_many` round at a time
     (status, then the lines from ``offset``), :meth:`Executor.wait_any` between rounds (woken early by backends that
     can), and, once the job is terminal, whatever a capped round left of its log. ``stop`` is asked between rounds:
     when it says so, the status returned is the last one read (not terminal) and the job is left running.
+
+    A backend that cannot be reached (``BackendUnavailableError``: a cut SSH session, a restarting sshd) is retried
+    with backoff for up to ``outage_timeout`` seconds (default ``$NEMORUN_OUTAGE_TIMEOUT`` or 300): the job keeps
+    running meanwhile, and every line still arrives once, in order, because each round starts at the offset of the
+    last line emitted.
+
+    Raises:
+        OutageError: the backend stayed unreachable past the limit; the message names the job and how to re-attach.
     """
+    outage = Outage(outage_timeout, describe=lambda: f"{handle.backend} job {handle.job_id} (key {handle.key})",
+                    reattach=lambda: f"`follow_log(executor, JobHandle.from_json(<its handle>), emit, "
+                                     f"offset={offset})`")
+
+    def drain() -> None:
+        nonlocal offset
+        for line in executor.logs(handle, offset=offset):
+            emit(line)
+            offset += 1
+
     while True:
-        status, lines = executor.poll_many({handle: offset})[handle]
+        status, lines = outage.call(lambda: executor.poll_many({handle: offset})[handle])
         for line in lines:
             emit(line)
         offset += len(lines)
         if status.is_terminal:
-            for line in executor.logs(handle, offset=offset):
-                emit(line)
-                offset += 1
+            outage.call(drain)
             return status, offset
         if stop is not None and stop():
             return status, offset
-        executor.wait_any([handle], poll)
+        outage.call(lambda: executor.wait_any([handle], poll))
 
 
 def check_env_vars(env: Any, path: str) -> None:
@@ -342,7 +405,7 @@ def check_env_vars(env: Any, path: str) -> None:
     if not isinstance(env, Mapping):
         raise ConfigError(f"must be a dict of name -> string, got {env!r}", path=path)
     for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             raise ConfigError(f"{name!r} is not a valid environment variable name (letters, digits, _; not starting "
                               "with a digit)", path=path)
         if not isinstance(value, str):

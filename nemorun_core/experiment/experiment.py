@@ -6,7 +6,9 @@
         exp.run(max_concurrent=4)
 
 Everything a later process needs is in the store, so ``Experiment.from_id(id)`` finds the experiment again (status,
-logs, results, cancel, rerun) from another process or after a restart.
+logs, results, cancel, rerun) from another process or after a restart. If the process that launched it died before
+every task was submitted, the experiment is INTERRUPTED and ``exp.resume()`` carries on: it re-attaches to what
+runs, keeps what succeeded and submits only what never started.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 from nemorun_core.errors import ExperimentError, JobFailedError, PluginError, did_you_mean
 from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
-from nemorun_core.experiment import persist
+from nemorun_core.experiment import driver, persist
 from nemorun_core.experiment.store import Store, check_name
 from nemorun_core.experiment.tasks import (
     TaskRef,
@@ -38,7 +40,7 @@ class Experiment:
     """A set of tasks run together and recorded in the store.
 
     Args:
-        name: short name, used in the experiment id (``<name>_<YYYYmmdd_HHMMSS>``); defaults to the title, the
+        name: short name, used in the experiment id (``<name>_<YYYYmmdd_HHMMSS>_<6 hex>``); defaults to the title, the
             launching script's name, or ``"experiment"``.
         title: a human title (may contain spaces); ``Experiment.from_title`` finds the latest with it.
         description: free text kept in the metadata.
@@ -181,6 +183,7 @@ class Experiment:
         detach: bool = False,
         dryrun: bool = False,
         quiet: bool = False,
+        outage_timeout: float | None = None,
     ) -> "Experiment":
         """Launch the tasks, independent ones in parallel, each after its dependencies succeeded.
 
@@ -192,6 +195,9 @@ class Experiment:
                 the experiment can be followed from anywhere with ``Experiment.from_id``.
             dryrun: print what would be submitted and return without starting anything.
             quiet: do not print progress.
+            outage_timeout: seconds to keep retrying while a backend cannot be reached (a cut SSH session): the
+                jobs keep running meanwhile. Default ``$NEMORUN_OUTAGE_TIMEOUT`` or 300; past it ``OutageError``
+                says which jobs still run and how to re-attach.
 
         Without ``detach`` this blocks until every task has ended. A failed task stops its dependents (they end
         CANCELLED, with a message naming the dependency); other tasks go on. Ctrl-C cancels the running tasks.
@@ -200,21 +206,29 @@ class Experiment:
             self.dryrun()
             return self
         if self._launched:
-            raise ExperimentError(f"experiment {self.id!r} was already run; use exp.rerun() for a fresh copy")
+            why = self.interruption() if self.dir else None
+            raise ExperimentError(f"experiment {self.id!r} was already run; "
+                                  + (f"it is {driver.INTERRUPTED} ({why})" if why else
+                                     "use exp.rerun() for a fresh copy"))
         if not self._tasks:
             raise ExperimentError("the experiment has no tasks; add some with exp.add(...) before exp.run()")
         if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 1):
             raise ExperimentError(f"max_concurrent must be a positive int or None, got {max_concurrent!r}")
         limit = 1 if sequential else max_concurrent
+        from nemorun_core.experiment.scheduler import Scheduler
+
+        # Made first: a bad outage limit fails before anything is started or written.
+        scheduler = Scheduler(self, limit=limit, tail_logs=tail_logs, quiet=quiet, outage_timeout=outage_timeout)
         self._launched = True
         for spec in self._tasks.values():
             warm = getattr(spec.executor, "warm_up", None)
             if callable(warm):
                 warm()  # e.g. start the local fork server now, so it is ready by the first submission
-        persist.materialize(self, {"max_concurrent": limit, "detach": detach})
-        from nemorun_core.experiment.scheduler import Scheduler
+        persist.materialize(self, {"max_concurrent": limit, "detach": detach, "outage_timeout": outage_timeout})
+        driver.record_launcher(self, "run")  # before any submission: who submits the rest
+        return self._drive(scheduler, detach=detach, quiet=quiet)
 
-        scheduler = Scheduler(self, limit=limit, tail_logs=tail_logs, quiet=quiet)
+    def _drive(self, scheduler: Any, *, detach: bool, quiet: bool) -> "Experiment":
         if detach:
             scheduler.launch_detached()
             return self
@@ -227,6 +241,61 @@ class Experiment:
             self.cancel()
             raise
         return self
+
+    def resume(
+        self,
+        *,
+        tail_logs: bool = False,
+        detach: bool = False,
+        quiet: bool = False,
+        outage_timeout: float | None = None,
+    ) -> "Experiment":
+        """Carry on with an experiment whose launching process (or detached driver) died before it ended.
+
+        Tasks that succeeded are kept (their results feed ``{task.output}`` references), tasks that run are
+        re-attached by their stored handle (or found again by their key when the launcher died between submitting
+        and recording), and only the tasks that never started are submitted, after their dependencies. Arguments
+        are those of :meth:`run`; the concurrency limit is the one the experiment was launched with.
+
+        Raises:
+            ExperimentError: the experiment was never run here (use ``run``), its launcher is still alive (naming
+                its pid), or it has already ended (nothing to resume).
+        """
+        from nemorun_core.experiment.scheduler import Scheduler
+
+        if not self.dir or not self._launched:
+            raise ExperimentError(f"experiment {self.id or self.name!r} has not been run; use exp.run()")
+        with driver.claim_launcher(self, "resume"):  # refuses while another launcher is alive
+            persist.reload_unsubmitted(self)
+            self._find_lost_jobs()
+            statuses = self.refresh()
+            if all(st.is_terminal for st in statuses.values()):
+                raise ExperimentError(f"experiment {self.id} has already ended ({self.state()}): nothing to "
+                                      "resume; exp.rerun() runs it again as a new experiment")
+            for spec in self._tasks.values():
+                if spec.handle is None and isinstance(spec.task, UnloadedTask):
+                    spec.task.require(spec.name)
+        options = driver.launch_options(self)
+        limit = options.get("max_concurrent")
+        timeout = outage_timeout if outage_timeout is not None else options.get("outage_timeout")
+        if not quiet:
+            left = [s.name for s in self._tasks.values() if s.handle is None and not (s.status and
+                                                                                    s.status.is_terminal)]
+            print(f"[{self.id}] resuming: {', '.join(left) or 'nothing'} to submit", file=sys.stderr)
+        scheduler = Scheduler(self, limit=limit, tail_logs=tail_logs, quiet=quiet, outage_timeout=timeout)
+        return self._drive(scheduler, detach=detach, quiet=quiet)
+
+    def _find_lost_jobs(self) -> None:
+        """Re-attach tasks submitted by a launcher that died before it recorded their handles (found by key)."""
+        from nemorun_core.experiment.scheduler import task_key
+
+        for spec in self._tasks.values():
+            if spec.handle is not None or (spec.status and spec.status.is_terminal):
+                continue
+            handle = spec.executor.find(task_key(self, spec.name), self.store.task_dir(self.dir, spec.name))
+            if handle is not None:
+                spec.handle = handle
+                persist.save_handle(self, spec)
 
     # -- context manager ----------------------------------------------------------------------------------------------
     def __enter__(self) -> "Experiment":
@@ -264,8 +333,41 @@ class Experiment:
         if self.dir:
             persist.save_states(self, changed)  # only what changed: a refresh of a finished experiment writes nothing
             persist.record_outcome(self)
-        return {name: spec.status or JobStatus(JobState.PENDING, "", "not submitted")
-                for name, spec in self._tasks.items()}
+        why = self.interruption()
+        waiting = JobStatus(JobState.PENDING, driver.INTERRUPTED.lower() if why else "",
+                            f"not submitted: {why}" if why else "not submitted")
+        return {name: spec.status or waiting for name, spec in self._tasks.items()}
+
+    def _unsubmitted(self) -> list[str]:
+        return [s.name for s in self._tasks.values() if s.handle is None and not (s.status and s.status.is_terminal)]
+
+    def interruption(self) -> str | None:
+        """Why the experiment is INTERRUPTED (its launcher died with tasks never submitted), else None.
+
+        From the last known states and the launcher record only: no backend call, nothing written.
+        """
+        if not self.dir:
+            return None
+        return driver.interruption(self.id or "", self.dir, self._unsubmitted())
+
+    def state(self) -> str:
+        """The experiment's state from the last known task states (``refresh()`` first for fresh ones).
+
+        ``"INTERRUPTED"`` when its launcher is gone and tasks were never submitted (``resume()`` carries on);
+        else a ``JobState`` value: PENDING before anything started, RUNNING until every task ended, then the worst
+        outcome (FAILED, CANCELLED, or SUCCEEDED).
+        """
+        if self.interruption():
+            return driver.INTERRUPTED
+        states = [s.status.state if s.status else JobState.PENDING for s in self._tasks.values()]
+        if not states or all(st is JobState.PENDING for st in states):
+            return JobState.PENDING.value
+        if not all(st.is_terminal for st in states):
+            return JobState.RUNNING.value
+        for worst in (JobState.FAILED, JobState.CANCELLED):
+            if worst in states:
+                return worst.value
+        return JobState.SUCCEEDED.value
 
     def status(self, *, quiet: bool = False) -> dict[str, dict[str, Any]]:
         """Print a table of the tasks (unless ``quiet``) and return it as a dict: name -> state, message, ..."""
@@ -286,18 +388,32 @@ class Experiment:
             from nemorun_core.experiment.render import print_status
 
             print_status(self, report)
+            why = self.interruption()
+            if why:
+                print(f"{self.id} is {driver.INTERRUPTED}: {why}")
         return report
 
-    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> str:
-        """The log of task ``name`` as text (the last ``tail`` lines if given); ``follow`` streams it to stdout."""
+    def logs(self, name: str, *, follow: bool = False, tail: int | None = None,
+             outage_timeout: float | None = None) -> str:
+        """The log of task ``name`` as text (the last ``tail`` lines if given); ``follow`` streams it to stdout.
+
+        While following, a backend that cannot be reached is retried for up to ``outage_timeout`` seconds (default
+        ``$NEMORUN_OUTAGE_TIMEOUT`` or 300), resuming after the last line printed, so no line is lost or repeated.
+        """
         spec = self._spec(name)
         if spec.handle is None:
             raise ExperimentError(f"task {name!r} has not been submitted, so it has no log yet")
         if follow:
+            from nemorun_core.executors.outage import Outage
+            from nemorun_core.experiment.scheduler import follow_lines
+
+            handle = spec.handle
+            outage = Outage(outage_timeout, reattach=f"`nemorun experiment logs {self.id} {name} -f`",
+                            describe=lambda: f"task {name!r} ({handle.backend} job {handle.job_id}, key {handle.key})")
             start = 0
             if tail is not None:  # start `tail` lines before the current end, then keep following
-                start = max(0, sum(1 for _ in spec.executor.logs(spec.handle)) - max(tail, 0))
-            for line in spec.executor.logs(spec.handle, follow=True, offset=start):
+                start = max(0, outage.call(lambda: sum(1 for _ in spec.executor.logs(handle))) - max(tail, 0))
+            for line in follow_lines(spec.executor, handle, offset=start, outage=outage):
                 print(line, flush=True)
             return ""
         lines = list(spec.executor.logs(spec.handle))
@@ -375,16 +491,23 @@ class Experiment:
             },
         }
 
-    def wait(self, *, timeout: float | None = None) -> dict[str, JobStatus]:
-        """Block until every task has ended (or ``timeout`` seconds); return the final statuses."""
+    def wait(self, *, timeout: float | None = None, outage_timeout: float | None = None) -> dict[str, JobStatus]:
+        """Block until every task has ended (or ``timeout`` seconds); return the final statuses.
+
+        Rides out a backend outage of up to ``outage_timeout`` seconds (default ``$NEMORUN_OUTAGE_TIMEOUT`` or 300).
+
+        Raises:
+            ExperimentError: the experiment is INTERRUPTED (waiting would never end): run ``resume()``.
+            OutageError: the backend stayed unreachable past the outage limit.
+        """
         from nemorun_core.experiment.scheduler import wait_all
 
-        return wait_all(self, timeout=timeout)
+        return wait_all(self, timeout=timeout, outage_timeout=outage_timeout)
 
     # -- the store ----------------------------------------------------------------------------------------------------
     @classmethod
     def from_id(cls, exp_id: str, *, home: str | None = None) -> "Experiment":
-        """Load an experiment from the store by its id (``name_YYYYmmdd_HHMMSS``)."""
+        """Load an experiment from the store by its id (``name_YYYYmmdd_HHMMSS_<6 hex>``)."""
         return persist.load(cls, Store(home), exp_id)
 
     @classmethod
@@ -395,8 +518,13 @@ class Experiment:
 
     @classmethod
     def list(cls, *, home: str | None = None) -> list[dict[str, Any]]:
-        """Every experiment in the store (id, name, title, tags, created_at, last known state), oldest first."""
-        return Store(home).list()
+        """Every experiment in the store (id, name, title, tags, created_at, last known state), oldest first.
+
+        An unfinished experiment whose launcher is gone with tasks never submitted has the state ``INTERRUPTED``
+        and a ``note`` saying how to resume it.
+        """
+        store = Store(home)
+        return driver.mark_interrupted(store, store.list())
 
     def rerun(self, **run_kwargs: Any) -> "Experiment":
         """Run the same tasks, configurations and executors again, as a new experiment; returns it."""

@@ -10,15 +10,40 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from nemorun_core.errors import NemorunError
+from nemorun_core.errors import BackendUnavailableError, ExperimentError, NemorunError
 from nemorun_core.executors.base import SUBMISSION_BATCH, JobState, JobStatus
-from nemorun_core.experiment import persist
+from nemorun_core.executors.outage import Outage, OutageError
+from nemorun_core.experiment import driver, persist
 from nemorun_core.experiment.tasks import TaskSpec, make_job, referenced_tasks, resolve_references
 
 _FIRST_WAIT = 0.01
 _MAX_WAIT = 1.0
+
+
+def task_key(exp: Any, name: str) -> str:
+    """The stable key of task ``name``'s job, recorded in the backend so a later process finds the job again."""
+    return f"{exp.id}/{name}/0"
+
+
+def follow_lines(executor: Any, handle: Any, *, offset: int, outage: Outage) -> Iterator[str]:
+    """``executor.logs(handle, follow=True)`` from line ``offset``, carried through backend outages by ``outage``.
+
+    A follow cut by ``BackendUnavailableError`` starts again after the last line yielded, once the backend
+    answers a status call again (which also ends the outage: a later one gets the whole limit again).
+    """
+    while True:
+        try:
+            for line in executor.logs(handle, follow=True, offset=offset):
+                offset += 1
+                yield line
+            return
+        except OutageError:
+            raise
+        except BackendUnavailableError as exc:
+            outage.failed(exc)  # waits its backoff, or raises OutageError past the limit
+            outage.call(lambda: executor.status(handle))
 
 
 def _batch_key(spec: TaskSpec) -> Any:
@@ -45,7 +70,16 @@ def poll(specs: Iterable[TaskSpec]) -> dict[str, JobStatus]:
 
 
 class Scheduler:
-    def __init__(self, exp: Any, *, limit: int | None, tail_logs: bool, quiet: bool, prefix_logs: bool = True):
+    """Runs one experiment's graph in this process (attached run, resume, or the detached driver).
+
+    Every backend call of the loop (polls, log reads, submissions, waits) goes through one :class:`Outage`: a
+    backend that cannot be reached (a cut SSH session) is retried with backoff for up to ``outage_timeout``
+    seconds while the jobs keep running, then ``OutageError`` says which jobs still run and how to re-attach.
+    Retrying a submission is safe because submission is idempotent by the job's key.
+    """
+
+    def __init__(self, exp: Any, *, limit: int | None, tail_logs: bool, quiet: bool, prefix_logs: bool = True,
+                 outage_timeout: float | None = None):
         self.exp = exp
         self.limit = limit
         self.tail_logs = tail_logs
@@ -53,6 +87,11 @@ class Scheduler:
         self.prefix_logs = prefix_logs and len(exp._tasks) > 1
         self._offsets: dict[str, int] = {}
         self._stop = False
+        # Backends (by batch key) that answered in this run: jobs were submitted there or are followed there.
+        self._reached: set[Any] = {_batch_key(s) for s in exp._tasks.values() if s.handle is not None}
+        self._outage = Outage(outage_timeout, describe=lambda: running_jobs(exp),
+                              reattach=lambda: f"`nemorun experiment resume {exp.id}` (or `nemorun experiment logs "
+                                               f"{exp.id} TASK -f` to follow one task)")
 
     # -- reporting ----------------------------------------------------------------------------------------------------
     def _report(self, spec: TaskSpec) -> None:
@@ -64,14 +103,14 @@ class Scheduler:
 
     def _tail(self, specs: Iterable[TaskSpec]) -> None:
         for spec in specs:
-            if spec.handle is None:
-                continue
-            start = self._offsets.get(spec.name, 0)
-            count = 0
-            for line in spec.executor.logs(spec.handle, offset=start):
-                print(f"[{spec.name}] {line}" if self.prefix_logs else line, flush=True)
-                count += 1
-            self._offsets[spec.name] = start + count
+            if spec.handle is not None:
+                self._outage.call(lambda: self._tail_one(spec))
+
+    def _tail_one(self, spec: TaskSpec) -> None:
+        # The offset moves with each printed line, so a read cut by an outage resumes after the last line printed.
+        for line in spec.executor.logs(spec.handle, offset=self._offsets.get(spec.name, 0)):
+            print(f"[{spec.name}] {line}" if self.prefix_logs else line, flush=True)
+            self._offsets[spec.name] = self._offsets.get(spec.name, 0) + 1
 
     # -- one task -----------------------------------------------------------------------------------------------------
     def _submit(self, spec: TaskSpec) -> None:
@@ -89,7 +128,7 @@ class Scheduler:
         task = resolve_references(spec.task, lookup)
         if spec.dependencies and referenced_tasks(spec.task):
             persist.save_original(exp, spec)
-        job = make_job(spec, f"{exp.id}/{spec.name}/0", job_dir, task)
+        job = make_job(spec, task_key(exp, spec.name), job_dir, task)
         # Dependencies still running are left to the backend (Slurm --dependency); finished ones need nothing.
         job.depends_on = [exp._tasks[d].handle for d in spec.dependencies
                           if exp._tasks[d].handle is not None and not (exp._tasks[d].status and
@@ -137,7 +176,7 @@ class Scheduler:
                 progressed = self._skip_blocked(pending, done) | self._launch_ready(pending, running, done)
                 if self._stop:
                     self._cancel_pending(pending, done)
-                statuses = poll(running.values()) if running else {}
+                statuses = self._outage.call(lambda: poll(running.values())) if running else {}
                 if self.tail_logs:
                     self._tail(tasks.values())  # before the state lines, so a task's output precedes its end
                 for name, status in statuses.items():
@@ -159,15 +198,19 @@ class Scheduler:
                 group = list(running.values())
                 executor = group[0].executor
                 if all(type(s.executor) is type(executor) for s in group):
-                    executor.wait_any([s.handle for s in group], min(wait, 0.25 if self.tail_logs else _MAX_WAIT))
+                    self._outage.call(lambda: executor.wait_any(
+                        [s.handle for s in group], min(wait, 0.25 if self.tail_logs else _MAX_WAIT)))
                 else:
                     time.sleep(wait)
                 wait = min(wait * 2, _MAX_WAIT)
         finally:
-            if self.tail_logs:
-                self._tail(tasks.values())
-            persist.record_outcome(self.exp)
-            persist.finish_snapshot(self.exp)
+            try:
+                if self.tail_logs and not self._outage.ongoing:
+                    self._tail(tasks.values())
+            finally:
+                driver.launcher_ended(self.exp)
+                persist.record_outcome(self.exp)
+                persist.finish_snapshot(self.exp)
 
     def _skip_blocked(self, pending: list[str], done: dict[str, JobState]) -> bool:
         progressed = False
@@ -197,7 +240,9 @@ class Scheduler:
             pending.remove(name)
             progressed = True
             try:
-                self._submit(spec)
+                self._submit_once_reachable(spec)
+            except OutageError:
+                raise  # the backend stayed away: the task has not failed, it was never submitted (resume it)
             except NemorunError as exc:
                 persist.save_states(self.exp, {name: JobStatus(JobState.FAILED, "not-submitted",
                                                                f"submission failed: {exc}")})
@@ -206,6 +251,19 @@ class Scheduler:
                 continue
             running[name] = spec
         return progressed
+
+    def _submit_once_reachable(self, spec: TaskSpec) -> None:
+        """Submit ``spec``, through an outage only if its backend has answered in this run.
+
+        A backend that answered before and stops answering is an outage, worth waiting for; one that never answered
+        is more likely a wrong host or port, which should fail now rather than after the outage limit.
+        """
+        key = _batch_key(spec)
+        if key in self._reached:
+            self._outage.call(lambda: self._submit(spec))
+        else:
+            self._submit(spec)
+            self._reached.add(key)
 
     def _cancel_pending(self, pending: list[str], done: dict[str, JobState]) -> None:
         for name in list(pending):
@@ -234,12 +292,15 @@ class Scheduler:
         needs_driver = self.limit is not None or not native
         if not needs_driver:
             for spec in tasks.values():  # insertion order is a topological order: dependencies are added first
+                if spec.handle is not None or (spec.status is not None and spec.status.is_terminal):
+                    continue  # a resumed experiment: submitted before, or ended
                 try:
                     self._submit(spec)
                 except NemorunError as exc:
                     persist.save_states(self.exp, {spec.name: JobStatus(JobState.FAILED, "not-submitted",
                                                                         f"submission failed: {exc}")})
                 self._report(spec)
+            driver.launcher_ended(self.exp)
             persist.finish_snapshot(self.exp)
             return
         log = open(os.path.join(self.exp.dir, "driver.log"), "ab")
@@ -250,20 +311,44 @@ class Scheduler:
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [*sys.path]))},
             )
         persist.write_driver(self.exp, proc.pid)
+        # Recorded here, not by the driver when it starts: this process may exit before the driver gets that far,
+        # and the experiment must never look launcher-less meanwhile.
+        driver.record_launcher(self.exp, "driver", proc.pid)
         persist.finish_snapshot(self.exp)
         if not self.quiet:
             print(f"[{self.exp.id}] detached: a driver process (pid {proc.pid}) runs the task graph; follow it with "
                   f"`nemorun experiment status {self.exp.id}`", file=sys.stderr)
 
 
-def wait_all(exp: Any, *, timeout: float | None = None) -> dict[str, JobStatus]:
-    """Block until every task of ``exp`` is terminal (or the timeout passes); return the statuses."""
+def running_jobs(exp: Any) -> str:
+    """The submitted, unfinished tasks of ``exp`` with their jobs, for messages: ``task 'a' (slurm job 7, key K)``."""
+    live = [s for s in exp._tasks.values() if s.handle is not None and not (s.status and s.status.is_terminal)]
+    if not live:
+        return f"experiment {exp.id}"
+    return ", ".join(f"task {s.name!r} ({s.handle.backend} job {s.handle.job_id}, key {s.handle.key})" for s in live)
+
+
+def wait_all(exp: Any, *, timeout: float | None = None, outage_timeout: float | None = None) -> dict[str, JobStatus]:
+    """Block until every task of ``exp`` is terminal (or the timeout passes); return the statuses.
+
+    Rides out a backend outage of up to ``outage_timeout`` seconds (see ``nemorun_core.executors.outage``).
+
+    Raises:
+        ExperimentError: the experiment is INTERRUPTED (its launcher is gone with tasks never submitted): waiting
+            would never end; the message says how to resume.
+        OutageError: the backend stayed unreachable past the outage limit.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     wait = _FIRST_WAIT
+    outage = Outage(outage_timeout, describe=lambda: running_jobs(exp),
+                    reattach=f"`Experiment.from_id({exp.id!r}).wait()`")
     while True:
-        statuses = exp.refresh()
+        statuses = outage.call(exp.refresh)
         if all(st.is_terminal for st in statuses.values()):
             return statuses
+        why = exp.interruption()
+        if why:
+            raise ExperimentError(f"experiment {exp.id} is {driver.INTERRUPTED}: {why}")
         if deadline is not None and time.monotonic() >= deadline:
             return statuses
         time.sleep(wait)

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from nemorun_core.tunnel._ssh_pool import ConnectionLostError
 from nemorun_core.tunnel.base import TunnelError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,14 +138,15 @@ def load_identity(t: SSHTunnel) -> tuple[Any, str]:
     return key, f"{source} ({key.get_name()} {fingerprint(key)})"
 
 
-def _connect_error(t: SSHTunnel, exc: BaseException) -> TunnelError:
+def _connect_error(t: SSHTunnel, exc: BaseException) -> ConnectionLostError:
     reason = str(exc) or type(exc).__name__
     per_address = getattr(exc, "errors", None)  # paramiko's NoValidConnectionsError: one error per address tried
     if isinstance(per_address, dict) and per_address:
         reason = "; ".join(sorted({getattr(e, "strerror", None) or str(e) for e in per_address.values()}))
     if isinstance(exc, TimeoutError) or "timed out" in reason:
         reason = f"timed out after {t.timeout} s"
-    return TunnelError(f"cannot connect to {t.host}:{t.port}: {reason}")
+    # Unreachable is an outage (retryable by followers), unlike the auth and host-key errors of open_client.
+    return ConnectionLostError(f"cannot connect to {t.host}:{t.port}: {reason}")
 
 
 def open_client(t: SSHTunnel) -> paramiko.SSHClient:
@@ -155,7 +157,8 @@ def open_client(t: SSHTunnel) -> paramiko.SSHClient:
     ``connect_retries`` times, but never past ``timeout`` seconds in total, so a wrong host or port fails quickly.
 
     Raises:
-        TunnelError: naming the host, what failed and the fix.
+        ConnectionLostError: the server could not be reached (a TunnelError a follower may retry).
+        TunnelError: authentication or host-key failures, naming the host, what failed and the fix.
     """
     import paramiko
 

@@ -23,6 +23,20 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nemorun_core.errors import BackendUnavailableError
+from nemorun_core.tunnel.base import TunnelError
+
+
+class ConnectionLostError(TunnelError, BackendUnavailableError):
+    """The SSH server could not be reached, or the connection to it dropped: the host is unavailable for now.
+
+    Both a ``TunnelError`` (what callers of a tunnel catch) and a ``BackendUnavailableError`` (what a follower of
+    a job retries through a bounded outage: ``nemorun_core.executors.outage``). Authentication and host-key failures
+    are plain ``TunnelError``s, never this: they do not heal by waiting. A command whose connection dropped after
+    it was sent may have run: a caller retries it only when running it twice is harmless (a status poll, a
+    submission that is idempotent by key).
+    """
+
 
 @dataclasses.dataclass(frozen=True)
 class SSHStats:

@@ -111,3 +111,42 @@ def test_follow_log_reads_rounds_then_drains_a_capped_final_round(tmp_path) -> N
     seen = []
     status, offset = follow_log(ex, handle, seen.append, offset=0, poll=0, stop=lambda: ex.polls >= 2)
     assert status.state is JobState.RUNNING and offset == 2 and seen == log[:2] and ex.waits == 1
+
+
+# -- JobHandle.from_json of damaged text (issue 10, item 13) ---------------------------------------------------------
+@pytest.mark.parametrize("text,fragment", [
+    ("not json", r"a job handle must be JSON; invalid at line 1, column 1"),
+    ("", r"a job handle must be JSON; invalid"),
+    ("[1, 2]", r"a job handle must be a JSON object, got list"),
+    ("null", r"a job handle must be a JSON object, got NoneType"),
+    ("{}", r"job handle is missing the field 'backend'"),
+    ('{"backend": "local", "key": "k"}', r"missing the field 'job_id'"),
+    ('{"backend": "local", "job_id": {"a": 1}, "key": "k"}', r"field 'job_id' must be a non-empty string, got dict"),
+    ('{"backend": "local", "job_id": true, "key": "k"}', r"field 'job_id' must be a non-empty string, got bool"),
+    ('{"backend": 7, "job_id": "1", "key": "k"}', r"field 'backend' must be a non-empty string, got int"),
+    ('{"backend": "local", "job_id": "1", "key": ["k"]}', r"field 'key' must be a string, got list"),
+    ('{"backend": "local", "job_id": "1", "key": "k", "job_dir": 3}', r"field 'job_dir' must be a string, got int"),
+    ('{"backend": "local", "job_id": "1", "key": "k", "extras": [1]}', r"field 'extras' must be an object"),
+    ('{"backend": "local", "job_id": "1", "key": "k", "extras": {"host": {"x": 1}}}',
+     r"field 'extras.host' must be a string, got dict"),
+    ('{"backend": "local", "job_id": "1", "key": "k", "version": "one"}', r"field 'version' must be an integer"),
+    ('{"backend": "local", "job_id": "1", "key": "k", "version": 99}', r"version 99 is newer"),
+])
+def test_job_handle_from_malformed_json_is_one_clear_error_naming_the_field(text, fragment):
+    from nemorun_core.errors import ExecutorError
+    from nemorun_core.executors.base import JobHandle
+
+    with pytest.raises(ExecutorError, match=fragment):
+        JobHandle.from_json(text)
+
+
+def test_job_handle_from_json_of_a_non_string_and_good_handles_still_load(tmp_path):
+    from nemorun_core.errors import ExecutorError
+    from nemorun_core.executors.base import JobHandle
+
+    with pytest.raises(ExecutorError, match="must be JSON text, got NoneType"):
+        JobHandle.from_json(None)  # type: ignore[arg-type]
+    handle = JobHandle.create("slurm", "12", "exp/t/0", str(tmp_path), address="u@h:22")
+    assert JobHandle.from_json(handle.to_json()) == handle
+    legacy = JobHandle.from_json('{"backend": "local", "job_id": 4242, "key": "e/t/0"}')  # a pid written as a number
+    assert legacy.job_id == "4242" and legacy.job_dir == "" and legacy.extras == ()
