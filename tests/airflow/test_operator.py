@@ -143,7 +143,7 @@ with DAG("nr_kill", schedule=None, start_date=START) as dag:
     executor = run.LocalExecutor()
     handle = executor.find(key, job_dir_for(key))
     assert handle is not None
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90
     status = executor.status(handle)
     while not status.is_terminal and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -85,7 +85,7 @@ def test_killed_forked_supervisor_is_failed_not_running(home):
     exp.add(run.Partial(_tasks.sleep_forever, child=False), name="victim")
     exp.run(detach=True, quiet=True)
     os.killpg(int(exp._tasks["victim"].handle.extra("pgid")), signal.SIGKILL)
-    status = run.Experiment.from_id(exp.id).wait(timeout=20)["victim"]
+    status = run.Experiment.from_id(exp.id).wait(timeout=90)["victim"]
     assert status.state is JobState.FAILED and "without recording an exit status" in status.message
 
 
