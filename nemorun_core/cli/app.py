@@ -56,7 +56,7 @@ def _complete_ref(incomplete: str) -> List[str]:
     """Shell completion of experiment ids and titles (from the index: one file read)."""
     try:
         entries = Store(os.environ.get("NEMORUN_HOME") or None).list()
-    except OSError:
+    except (OSError, NemorunError):  # completion never fails loudly: a broken store just completes nothing
         return []
     titles = sorted({str(e["title"]) for e in entries if e.get("title")})
     found = [e["id"] for e in reversed(entries)] + titles

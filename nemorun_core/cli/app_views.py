@@ -10,7 +10,6 @@ terminal, clear the screen or fake a table row.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Mapping
 
@@ -21,28 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nemorun_core.executors.base import JobState
-from nemorun_core.experiment.render import state_text, when
-
-
-# C0 and C1 controls, DEL, and the invisible bidirectional and line-separator marks that reorder or split text.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_UNPRINTABLE_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
-                                    "\u202a-\u202e\u2066-\u2069]")
-
-
-def _escaped(match: re.Match) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(value: Any, *, lines: bool = False) -> str:
-    """``value`` as text with every control character shown escaped (``ESC`` as ``\\x1b``), never sent raw.
-
-    Args:
-        lines: keep newlines and tabs (for multi-line text such as a stored ``task.yaml``).
-    """
-    text = "" if value is None else value if isinstance(value, str) else str(value)
-    return (_UNPRINTABLE_BUT_LINES if lines else _UNPRINTABLE).sub(_escaped, text)
+from nemorun_core.experiment.render import printable, state_text, when
 
 
 def cell(value: Any) -> Text:

@@ -217,7 +217,13 @@ class LocalExecutor(LocalJobFiles, Executor):
                     pass
             raise SubmissionError(f"could not start job {job.name!r}: {exc}") from exc
         handle = JobHandle.create(self.backend, str(pid), job.key, job.job_dir, start=start, pgid=str(pid))
-        write_atomic(os.path.join(job.job_dir, HANDLE_FILE), handle.to_json())
+        try:
+            write_atomic(os.path.join(job.job_dir, HANDLE_FILE), handle.to_json())
+        except OSError as exc:
+            # Without its handle file nobody could find the job again (a full disk): stop it rather than leave a
+            # job running that a retry would start a second time.
+            self.cancel(handle)
+            raise SubmissionError(f"could not record job {job.name!r} (it was stopped again): {exc}") from exc
         return handle
 
     def warm_up(self) -> None:

@@ -21,7 +21,6 @@ from nemorun_core.secrets import redact, restore
 
 ORIGINAL_FILE = "config.json"  # a task as configured, when task.json holds it with its references resolved
 ENVIRONMENT_FILE = "environment.json"
-DRIVER_FILE = "driver.json"
 INFO_FILE = "info.json"
 HANDLE_FILE = "handle.json"
 EXECUTOR_FILE = "executor.json"
@@ -327,18 +326,20 @@ def _load_handle(task_dir: str, name: str) -> JobHandle | None:
         raise StoreFileError(path, f"(the job handle of task {name!r}) is not a valid handle: {exc}", fix) from None
 
 
-def write_driver(exp: Any, pid: int) -> None:
-    exp.store.write_json(os.path.join(exp.dir, DRIVER_FILE), {"pid": pid, "started_at": time.time()})
-
-
 def cancel_driver(exp: Any) -> None:
-    """Stop the detached driver of this experiment (it then marks its unsubmitted tasks CANCELLED)."""
-    data = Store.read_json(os.path.join(exp.dir, DRIVER_FILE))
-    if not isinstance(data, dict) or data.get("pid") == os.getpid():
+    """Stop the detached driver of this experiment (it then marks its unsubmitted tasks CANCELLED).
+
+    Only a driver that is alive by its launcher record (same pid AND same process start time) is signalled, so a
+    pid reused by another process after the driver died is never touched.
+    """
+    from nemorun_core.experiment.driver import read_launcher
+
+    launcher = read_launcher(exp.dir)
+    if launcher is None or launcher.role != "driver" or launcher.pid <= 0 or launcher.pid == os.getpid():
+        return
+    if launcher.alive() is not True:
         return
     try:
-        pid = int(data["pid"])
-        if pid > 0:  # kill(0) or kill(-1) would signal far more than the driver
-            os.kill(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError, ValueError, TypeError, KeyError):
+        os.kill(launcher.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
         pass

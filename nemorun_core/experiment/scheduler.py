@@ -310,7 +310,6 @@ class Scheduler:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [*sys.path]))},
             )
-        persist.write_driver(self.exp, proc.pid)
         # Recorded here, not by the driver when it starts: this process may exit before the driver gets that far,
         # and the experiment must never look launcher-less meanwhile.
         driver.record_launcher(self.exp, "driver", proc.pid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ import pytest
 import nemorun_core as run
 from nemorun_core.errors import ExperimentError
 from nemorun_core.experiment.driver import INTERRUPTED, read_launcher
+from tests.integration import _tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 A_SECONDS = 8  # long enough to kill the launcher while `a` runs, even on a loaded machine
@@ -186,3 +188,23 @@ def test_resume_detached_starts_a_driver_for_what_never_started(home, tmp_path):
     statuses = run.Experiment.from_id(exp_id, home=home).wait(timeout=180)
     assert all(s.state.value == "SUCCEEDED" for s in statuses.values()), statuses
     _assert_each_ran_once(home, exp_id, markers)
+
+
+def test_cancel_never_signals_a_process_that_reused_the_drivers_pid(home):
+    # The driver died long ago; its pid now belongs to an unrelated process (simulated: a live process with the
+    # recorded pid but another start time). exp.cancel() must leave that process alone.
+    from nemorun_core.experiment import persist
+
+    exp = run.Experiment("reused-pid")
+    exp.add(run.Partial(_tasks.add, a=1), name="a")
+    exp.run(quiet=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        exp.store.write_json(os.path.join(exp.dir, "launcher.json"),
+                             {"pid": bystander.pid, "start": "1", "host": socket.gethostname(), "role": "driver"})
+        persist.cancel_driver(exp)
+        time.sleep(0.5)
+        assert bystander.poll() is None, "an unrelated process that reused the driver's pid was signalled"
+    finally:
+        bystander.kill()
+        bystander.wait()

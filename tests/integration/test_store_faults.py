@@ -213,6 +213,17 @@ def test_terminal_escapes_in_stored_strings_are_shown_escaped(tmp_path):
     assert json.loads(nemorun(home, "experiment", "list", "--json").text)[0]["title"] == hostile  # data unchanged
 
 
+def test_the_python_status_table_escapes_stored_strings_and_reads_no_markup(tmp_path, capsys):
+    hostile = "\x1b]0;pwn\x07[red]markup[/]"
+    exp = run.Experiment("escapes-py", home=str(tmp_path / "home"), title=hostile)
+    exp.add(_tasks.add, a=1, name="add")
+    exp.run(quiet=True)
+    exp.status()  # the table for people
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert r"\x1b]0;pwn\x07[red]markup[/]" in out  # escaped, and the brackets shown as text
+
+
 # -- permissions -------------------------------------------------------------------------------------------------
 def _loose(home, skip=()):
     """Paths under ``home`` with any group or other permission bit."""
