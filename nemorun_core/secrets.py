@@ -93,7 +93,6 @@ def redact_text(text: str, secrets: list[str]) -> str:
 def restore(data: Any) -> Any:
     """Undo :func:`redact` where this process can: a redacted value comes back from the environment variable of
     the same name, when there is one (how a job loaded from the store, or by an orchestrator, gets its secrets)."""
-    import os
 
     if isinstance(data, dict):
         return {k: _restored(k, v) for k, v in data.items()}

@@ -173,12 +173,10 @@ def _supervise(req: dict[str, Any]) -> None:
 
 
 def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return ""  # already finished and reaped: the job's files tell its outcome
-    return stat[stat.rfind(")") + 2 :].split()[19]
+    from nemorun_core.executors.procs import proc_stat
+
+    found = proc_stat(pid)
+    return found[1] if found else ""  # "": already finished and reaped: the job's files tell its outcome
 
 
 def serve() -> None:

@@ -40,6 +40,7 @@ from nemorun_core.executors.base import (
     describe_exit,
 )
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
+from nemorun_core.executors.procs import ended, proc_stat, signal_probe
 from nemorun_core.secrets import is_secret, without_held
 
 LAUNCH_SCRIPT = "launch.sh"
@@ -407,33 +408,23 @@ def _read_from(path: str, position: int) -> bytes:
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), to detect PID reuse."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
+        found = proc_stat(pid)
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
+    return (found[1] or None) if found else None
 
 
 def _alive(handle: JobHandle) -> bool:
     """Whether the job's supervisor process still runs (not a zombie, not a reused PID)."""
     pid = int(handle.job_id)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return False
+        found = proc_stat(pid)
     except OSError:  # no /proc (macOS): fall back to a signal-0 probe
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if not fields or fields[0] in ("Z", "X"):
+        return signal_probe(pid)
+    if found is None or ended(found[0]):
         return False
     expected = handle.extra("start")
-    return not expected or (len(fields) > 19 and fields[19] == expected)
+    return not expected or found[1] == expected
 
 
 def render_launch_script(

@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
+from nemorun_core.executors.procs import ended, proc_stat, signal_probe
 from nemorun_core.experiment.store import Store
 
 LAUNCHER_FILE = "launcher.json"
@@ -58,22 +59,12 @@ class Launcher:
 def process_start(pid: int) -> str | None:
     """The start time of a live process (field 22 of ``/proc/PID/stat``); None if it is gone or a zombie."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return None
+        found = proc_stat(pid)
     except OSError:  # no /proc (macOS): a signal-0 probe, without pid-reuse protection
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return ""
-    fields = stat[stat.rfind(")") + 2:].split()
-    if not fields or fields[0] in ("Z", "X"):
-        return None  # a zombie: killed, not yet reaped by a parent that may never reap it
-    return fields[19] if len(fields) > 19 else ""
+        return "" if signal_probe(pid) else None
+    if found is None or ended(found[0]):
+        return None  # gone, or a zombie: killed, not yet reaped by a parent that may never reap it
+    return found[1]
 
 
 def record_launcher(exp: Any, role: str, pid: int | None = None) -> None:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any, Iterable, Sequence
 
 from nemorun_core.errors import ExperimentError, JobFailedError, PluginError, did_you_mean
-from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
+from nemorun_core.executors.base import Executor, JobState, JobStatus
 from nemorun_core.experiment import driver, persist
 from nemorun_core.experiment.store import Store, check_name
 from nemorun_core.experiment.tasks import (

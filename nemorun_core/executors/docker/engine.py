@@ -17,6 +17,7 @@ import struct
 from typing import Any, Iterator
 
 from nemorun_core.errors import BackendUnavailableError, SubmissionError
+from nemorun_core.executors.procs import proc_stat
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 REATTACH = ("a job already started there keeps its containers and may still be running: start the engine again "
@@ -146,8 +147,10 @@ def started_at(host: str) -> float | None:
                                                             struct.calcsize("3i")))
         if pid <= 0:
             return None
-        with open(f"/proc/{pid}/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, counted after the command's ")"
+        found = proc_stat(pid)
+        if found is None:
+            return None
+        ticks = int(found[1])
         with open("/proc/stat") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
         return boot + ticks / os.sysconf("SC_CLK_TCK")
