@@ -292,3 +292,19 @@ def test_a_secret_marked_job_through_run_run_keeps_values_out_of_the_engine(engi
             with open(path, "rb") as f:
                 data = f.read()
             assert b"neutral-4c1d" not in data and b"line1\\nline2" not in data and b"line1\nline2" not in data, path
+
+
+def test_follow_log_gets_every_line_once_through_poll_many(engine, tmp_path, tag):
+    """What an orchestrator does (executors.base.follow_log): DockerExecutor.poll_many rounds, then the saved log;
+    lines with a carriage return keep one numbering while running and once saved, so none is repeated or lost."""
+    from nemorun_core.executors.base import follow_log
+
+    ex = executor(engine, image="busybox", network="none")
+    script = run.Script(inline='for i in 1 2 3; do printf "bar %s\\r" "$i"; echo "line $i"; sleep 1; done',
+                        entrypoint="sh")
+    handle = ex.submit(job_for(ex, script, tmp_path, tag))
+    got: list = []
+    status, offset = follow_log(ex, handle, got.append, poll=0.3)
+    assert status.state is JobState.SUCCEEDED
+    assert got == [f"bar {i}\rline {i}" for i in (1, 2, 3)] and offset == 3
+    assert list(ex.logs(handle)) == got

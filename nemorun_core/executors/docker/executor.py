@@ -22,7 +22,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, ClassVar, Iterator, Optional, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
 from nemorun_core.errors import BackendUnavailableError, ExecutorError, SubmissionError
 from nemorun_core.executors.base import (
@@ -36,10 +36,11 @@ from nemorun_core.executors.base import (
     package_code,
 )
 from nemorun_core.executors.docker import engine
+from nemorun_core.executors.docker import logfile
 from nemorun_core.executors.docker import secret_files
 from nemorun_core.executors.docker import spec as S
 from nemorun_core.executors.docker import states
-from nemorun_core.executors.files import read_json, read_lines, rewrite_payload, write_atomic
+from nemorun_core.executors.files import read_json, rewrite_payload, write_atomic
 
 HANDLE_FILE = "handle.json"
 CANCEL_FILE = "cancel"
@@ -242,7 +243,7 @@ class DockerExecutor(LocalJobFiles, Executor):
 
     def _prepare(self, client: Any, job: Job) -> tuple[str, Optional[str], dict[str, str]]:
         """Check the image, package the code; return (image, host code dir or None, job files to write)."""
-        from nemorun_core.experiment.store import default_home
+        from nemorun_core.home import default_home
 
         files = dict(job.files)
         image_packager = self._image_packager()
@@ -376,31 +377,119 @@ class DockerExecutor(LocalJobFiles, Executor):
                             raise
                         # removed meanwhile by another poller: the outcome file is already there
 
+    def poll_many(self, offsets: Mapping[JobHandle, int]) -> dict[JobHandle, tuple[JobStatus, list[str]]]:
+        """Status and new log lines of many jobs per round, in a number of engine calls that does not grow with them.
+
+        The states come from :meth:`status_many` (one container list per engine); the lines of a running job from
+        the engine's own log file on this machine, from where the last round stopped (``logfile``): no engine call
+        per job. A job that just ended costs what it always did, once (its logs are saved into the job directory,
+        its containers cleaned up), and its lines then come from ``log.out``. Where the engine's log file cannot be
+        read here, each running job's log is asked of the engine, as the contract's default does.
+
+        Offsets are line numbers (the next line to return). A last line without its newline is held back while the
+        job runs (it may still grow) and returned once the job is terminal. A job gets at most
+        ``logfile.POLL_MAX_LINES`` lines and ``logfile.POLL_MAX_BYTES`` bytes per round (poll again from the new
+        offset: a terminal job's log is complete once a round returns fewer); a single longer line comes cut, with a
+        note. An unknown job is ``UNKNOWN`` with no lines. Non-blocking beyond the engine calls; idempotent.
+
+        Raises:
+            ExecutorError: an offset is not an int >= 0.
+            BackendUnavailableError: an engine does not answer (its jobs may still run: a follower retries this).
+        """
+        for handle, offset in offsets.items():
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise ExecutorError(f"poll_many: the offset of job {handle.job_id[:12]} ({handle.key}) must be a "
+                                    f"line number >= 0, got {offset!r}")
+        if not offsets:
+            return {}
+        statuses = self.status_many(list(offsets))
+        return {h: (statuses[h], self._new_lines(h, off, statuses[h])) for h, off in offsets.items()}
+
+    def _new_lines(self, handle: JobHandle, offset: int, status: JobStatus) -> list[str]:
+        """One round's lines of ``handle`` from ``offset`` (see :meth:`poll_many`)."""
+        reader = self._engine_logs()
+        saved = os.path.join(handle.job_dir, LOG_FILE)
+        if os.path.exists(os.path.join(handle.job_dir, OUTCOME_FILE)):
+            reader.drop_container(handle.job_id)
+            return reader.saved_lines(saved, offset, capped=True)
+        if status.state is JobState.PENDING or (status.state is JobState.UNKNOWN and not status.native):
+            return []  # created but not started, or no container and no outcome: nothing was logged yet
+        terminal = status.is_terminal
+        host = handle.extra("docker_host") or self.host()
+        lines = reader.engine_lines(self._log_root(host), handle.job_id, offset, final=terminal)
+        if lines is not None:
+            return lines
+        return self._api_lines(host, handle, offset, final=terminal)
+
     def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
-        """Rank 0's output (stdout and stderr) from line ``offset``: from the engine while the container exists,
-        then from ``log.out`` in the job directory. With ``follow``, streams until the container exits."""
+        """Rank 0's output (stdout and stderr) from line ``offset``, lines split at ``\\n`` only.
+
+        Read from the engine's log file on this machine where it can be (only what follows the last read of the
+        same log: no engine call, no re-read), else from the engine; once the job ended and its log was saved,
+        from ``log.out`` in the job directory. With ``follow``, streams from the engine until the container exits.
+        """
+        reader = self._engine_logs()
         path = os.path.join(handle.job_dir, LOG_FILE)
         if os.path.exists(os.path.join(handle.job_dir, OUTCOME_FILE)):
-            yield from read_lines(path)[offset:]  # finished and saved: the file is the complete log
+            yield from reader.saved_lines(path, offset)  # finished and saved: the file is the complete log
             return
         from docker.errors import DockerException
 
         host = handle.extra("docker_host") or self.host()
         try:
             with engine.reaching(host, f"reading the log of job {handle.key!r}"):
-                client = engine.client(host)
                 if not follow:
-                    text = client.api.logs(handle.job_id, stdout=True, stderr=True).decode("utf-8", "replace")
-                    lines = text.split("\n")
-                    if lines and lines[-1] == "":
-                        lines.pop()
-                    yield from lines[offset:]
+                    lines = reader.engine_lines(self._log_root(host), handle.job_id, offset, final=True,
+                                                capped=False)
+                    yield from lines if lines is not None else self._api_lines(host, handle, offset, final=True)
                     return
-                yield from _follow(client, handle.job_id, offset)
+                yield from _follow(engine.client(host), handle.job_id, offset)
                 return
         except DockerException:
             pass  # the container is gone (removed by cleanup): its log was copied into the job directory
-        yield from read_lines(path)[offset:]
+        yield from reader.saved_lines(path, offset)
+
+    def _api_lines(self, host: str, handle: JobHandle, offset: int, *, final: bool) -> list[str]:
+        """The lines from ``offset`` of rank 0's whole log, asked of the engine (where its log file is not
+        readable here). Without ``final`` an unterminated last line is held back."""
+        from docker.errors import DockerException
+
+        with engine.reaching(host, f"reading the log of job {handle.key!r}"):
+            try:
+                data = engine.client(host).api.logs(handle.job_id, stdout=True, stderr=True)
+            except DockerException as exc:
+                if engine.is_unreachable(exc) or final:
+                    raise
+                return []  # gone meanwhile: the next round reads the saved log
+        lines, _ = logfile.advance(iter([(data, len(data))]), logfile.Cursor(), offset, final=final,
+                                   max_lines=None, max_bytes=None)
+        return lines
+
+    def _engine_logs(self) -> logfile.EngineLogs:
+        """This executor's log cursors and engine directories (made on first use; copies get their own)."""
+        reader = self.__dict__.get("_logfile")
+        if reader is None:
+            reader = self.__dict__.setdefault("_logfile", logfile.EngineLogs())
+        return reader
+
+    def _log_root(self, host: str) -> Optional[str]:
+        """Where the engine at ``host`` keeps its containers' log files, if they can be read here (one ``info``
+        call per engine and process)."""
+        from docker.errors import DockerException
+
+        def ask() -> dict[str, Any]:
+            with engine.reaching(host, "asking the Docker engine where it keeps its logs"):
+                try:
+                    return engine.client(host).info()
+                except DockerException as exc:
+                    if engine.is_unreachable(exc):
+                        raise
+                    return {}
+
+        root = self._engine_logs().root(host, ask)
+        if root is not None and not os.access(root, os.R_OK | os.X_OK):
+            return None
+        return root
 
     def cancel(self, handle: JobHandle) -> None:
         """Stop every container of the job. Idempotent; a finished or unknown job is left alone.

@@ -365,3 +365,75 @@ def test_unreachable_engine_errors_are_recognised_and_others_are_not():
     err = engine.unavailable("unix:///tmp/x.sock", "reading the log of job 'k'", cut)
     assert isinstance(err, BackendUnavailableError)
     assert "unix:///tmp/x.sock" in str(err) and "may still be running" in str(err) and "re-attach" in str(err)
+
+
+# -- reading logs by position (executors/docker/logfile.py) -----------------------------------------------------------
+def _json_log(path, *pieces):
+    with open(path, "a") as f:
+        for piece in pieces:
+            f.write(json.dumps({"log": piece, "stream": "stdout", "time": "2026-12-01T00:00:00Z"}) + "\n")
+
+
+def test_log_cursor_holds_back_a_partial_line_and_resumes_where_it_stopped(tmp_path):
+    from nemorun_core.executors.docker import logfile
+
+    reader = logfile.EngineLogs()
+    cid = "a" * 64
+    (tmp_path / cid).mkdir()
+    path = tmp_path / cid / f"{cid}-json.log"
+    _json_log(path, "one\n", "two\n", "thr")
+    assert reader.engine_lines(str(tmp_path), cid, 0, final=False) == ["one", "two"]
+    assert reader.engine_lines(str(tmp_path), cid, 0, final=True, capped=False) == ["one", "two", "thr"]
+    with open(path, "a") as f:
+        f.write('{"log":"half-written')  # the engine is writing this entry: not read yet
+    assert reader.engine_lines(str(tmp_path), cid, 2, final=False) == []
+    with open(path, "a") as f:
+        f.write('","stream":"stdout","time":"t"}\n')
+    _json_log(path, "ee\r\n", "last")
+    assert reader.engine_lines(str(tmp_path), cid, 2, final=False) == ["thrhalf-writtenee\r"]
+    cursor = reader._cursor(str(path), 3)
+    assert (cursor.line, cursor.pos, cursor.carry) == (3, os.path.getsize(path), b"last"), "resumes at the end"
+    fresh = logfile.EngineLogs()  # another process: counts from the start
+    assert fresh.engine_lines(str(tmp_path), cid, 1, final=True) == ["two", "thrhalf-writtenee\r", "last"]
+
+
+def test_log_reader_caps_a_round_and_cuts_an_endless_line_once():
+    from nemorun_core.executors.docker import logfile
+
+    pieces = [(b"x" * 10, 10), (b"yy\nz\n", 15), (b"w\n", 17)]
+    lines, cursor = logfile.advance(iter(pieces), logfile.Cursor(), 0, final=True, max_lines=None, max_bytes=8)
+    assert lines == ["xxxxxxxx [line cut by nemorun: longer than 8 bytes]"] and cursor.skip and cursor.line == 1
+    rest, end = logfile.advance(iter(pieces[1:]), cursor, 1, final=True, max_lines=None, max_bytes=8)
+    assert rest == ["z", "w"] and end.line == 3, "the rest of the cut line is not a line of its own"
+    capped, at = logfile.advance(iter([(b"a\n", 2), (b"b\n", 4), (b"c\n", 6)]), logfile.Cursor(), 0, final=True,
+                                 max_lines=2, max_bytes=None)
+    assert capped == ["a", "b"] and at == logfile.Cursor(2, 4)
+
+
+def test_log_reader_refuses_what_is_not_a_container_id_or_an_engine_log(tmp_path):
+    from nemorun_core.executors.docker import logfile
+
+    reader = logfile.EngineLogs()
+    assert reader.engine_lines(str(tmp_path), "../../etc/passwd", 0, final=True) is None
+    assert reader.engine_lines(None, "a" * 64, 0, final=True) is None
+    assert reader.engine_lines(str(tmp_path), "b" * 64, 0, final=True) is None, "no file: ask the engine"
+    cid = "c" * 64
+    (tmp_path / cid).mkdir()
+    (tmp_path / cid / f"{cid}-json.log").write_text("not json\n")
+    assert reader.engine_lines(str(tmp_path), cid, 0, final=True) is None
+    saved = tmp_path / "log.out"
+    saved.write_bytes(b"a\rb\nc")
+    assert reader.saved_lines(str(saved), 0) == ["a\rb", "c"], "split at newlines only, as while running"
+    assert reader.saved_lines(str(tmp_path / "missing"), 0) == []
+
+
+def test_log_reader_is_not_part_of_the_executors_config():
+    import copy
+    import pickle
+
+    ex = run.DockerExecutor(container_image="busybox")
+    reader = ex._engine_logs()
+    reader.pin_root("unix:///x", "/somewhere")
+    assert copy.deepcopy(ex)._engine_logs() is not reader and copy.deepcopy(ex) == ex
+    assert pickle.loads(pickle.dumps(ex)) == ex
+    assert "somewhere" not in repr(ex)
