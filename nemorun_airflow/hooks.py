@@ -210,7 +210,7 @@ def _key_text(text: str) -> str:
 
 
 def _known_hosts_path(cid: str) -> str:
-    from nemorun_core.experiment.store import default_home
+    from nemorun_core.home import default_home
 
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", cid).strip("-.") or "connection"
     return os.path.join(default_home(), "airflow", "known_hosts", slug)
@@ -219,7 +219,7 @@ def _known_hosts_path(cid: str) -> str:
 def _write_known_hosts(cid: str, host: str, port: int, host_key: str) -> str:
     """Write ``host_key`` as a one-line known_hosts file for this connection (public data) and return its path."""
     from nemorun_core.executors.files import write_atomic
-    from nemorun_core.tunnel._ssh_connect import known_hosts_name
+    from nemorun_core.tunnel.ssh import known_hosts_name
 
     parts = host_key.split()
     blob_text = parts[-1] if parts else ""

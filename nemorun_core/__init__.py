@@ -13,7 +13,7 @@ type checkers (through the ``TYPE_CHECKING`` block) all see the same curated lis
 
 from __future__ import annotations
 
-from nemorun_core._lazy import lazy_exports
+from nemorun_core.lazy import lazy_exports
 from nemorun_core._version import __version__
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs every job process a few milliseconds.
@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "Script": "nemorun_core.config.script",
     "build": "nemorun_core.config.building",
     "autoconvert": "nemorun_core.config.autoconvert",
-    "partial": "nemorun_core.config.partial_fn",
+    "partial": "nemorun_core.cli.partial_fn",
     "validation_rule": "nemorun_core.config.validation",
     "validate": "nemorun_core.config.validation",
     "walk": "nemorun_core.config.tree",
@@ -76,10 +76,10 @@ __getattr__, __dir__ = lazy_exports("nemorun_core", _EXPORTS, globals(), submodu
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemorun_core import cli, config, errors, executors, experiment, launchers, packaging
     from nemorun_core.cli.entrypoint import cli_command
+    from nemorun_core.cli.partial_fn import partial
     from nemorun_core.config.autoconvert import autoconvert
     from nemorun_core.config.buildable import Config, Partial
     from nemorun_core.config.building import build
-    from nemorun_core.config.partial_fn import partial
     from nemorun_core.config.script import Script
     from nemorun_core.config.tree import broadcast, diff, walk
     from nemorun_core.config.validation import validate, validation_rule

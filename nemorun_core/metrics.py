@@ -11,7 +11,9 @@ import os
 import time
 from typing import Any, Mapping
 
-METRICS_FILE = "metrics.jsonl"
+from nemorun_core.jobfiles import JobFiles
+
+METRICS_FILE = JobFiles.METRICS  # kept for existing imports; the name is defined in nemorun_core.jobfiles
 
 
 def log_metrics(metrics: Mapping[str, Any], *, step: int | None = None) -> None:
@@ -40,7 +42,7 @@ def log_metrics(metrics: Mapping[str, Any], *, step: int | None = None) -> None:
     if rank != "0":
         return
     # O_APPEND writes of one short line are atomic, so concurrent writers do not interleave records.
-    fd = os.open(os.path.join(job_dir, METRICS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(JobFiles(job_dir).metrics, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, (line + "\n").encode())
     finally:

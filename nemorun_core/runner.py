@@ -28,11 +28,13 @@ if TYPE_CHECKING:
     from typing import Any
 
 from nemorun_core.executors.files import write_atomic
+from nemorun_core.jobfiles import JobFiles
 
-TASK_FILE = "task.json"
-RESULT_FILE = "result.json"
-RESULT_PICKLE = "result.pkl"
-STATUS_FILE = "status.json"
+# The job directory's names are defined in nemorun_core.jobfiles; these aliases keep existing imports working.
+TASK_FILE = JobFiles.TASK
+RESULT_FILE = JobFiles.RESULT
+RESULT_PICKLE = JobFiles.RESULT_PICKLE
+STATUS_FILE = JobFiles.STATUS
 
 
 def global_rank() -> int:
@@ -49,14 +51,14 @@ def _record_result(job_dir: str, value: Any) -> None:
     except (TypeError, ValueError):
         import cloudpickle
 
-        write_atomic(os.path.join(job_dir, RESULT_PICKLE), cloudpickle.dumps(value))
-        text = json.dumps({"repr": repr(value)[:2000], "pickle": RESULT_PICKLE})
-    write_atomic(os.path.join(job_dir, RESULT_FILE), text)
+        write_atomic(JobFiles(job_dir).result_pickle, cloudpickle.dumps(value))
+        text = json.dumps({"repr": repr(value)[:2000], "pickle": JobFiles.RESULT_PICKLE})
+    write_atomic(JobFiles(job_dir).result, text)
 
 
 def run_task(job_dir: str) -> Any:
     """Load ``task.json`` from ``job_dir``, build it and call it; return the task's value."""
-    with open(os.path.join(job_dir, TASK_FILE)) as f:
+    with open(JobFiles(job_dir).task) as f:
         spec = json.load(f)
     for entry in reversed(spec.get("sys_path", [])):
         if entry not in sys.path:
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         status.update(exit_code=1, error=f"{type(exc).__name__}: {exc}"[:4000], traceback=tb[-20000:])
     status["finished_at"] = time.time()
     if writer:
-        write_atomic(os.path.join(job_dir, STATUS_FILE), json.dumps(status))
+        write_atomic(JobFiles(job_dir).status, json.dumps(status))
     sys.stdout.flush()
     sys.stderr.flush()
     return int(status["exit_code"])

@@ -7,7 +7,7 @@ package does not import ``prefect``: the names below are loaded from their submo
 
 from __future__ import annotations
 
-from nemorun_core._lazy import lazy_exports
+from nemorun_core.lazy import lazy_exports
 
 _EXPORTS = {
     "JobRef": "nemorun_prefect.tasks",

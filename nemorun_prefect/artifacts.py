@@ -20,6 +20,7 @@ from typing import Any
 
 from nemorun_core.errors import SerializationError
 from nemorun_core.executors.base import Executor, JobHandle, JobStatus
+from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import redact
 
 
@@ -143,7 +144,7 @@ def _by_executor(found: list[tuple[Any, JobHandle]]) -> list[tuple[Executor, lis
 def _duration(executor: Executor, handle: JobHandle) -> float | None:
     """Seconds the task ran, from the runner's ``status.json`` (None for scripts and jobs still running)."""
     try:
-        raw = executor.fetch_file(handle, "status.json")
+        raw = executor.fetch_file(handle, JobFiles.STATUS)
         data = json.loads(raw) if raw else {}
         return round(float(data["finished_at"]) - float(data["started_at"]), 2)
     except (KeyError, TypeError, ValueError, OSError):

@@ -121,7 +121,7 @@ class NemorunSSHCluster(Block):
         if not _KNOWN_HOSTS_LINE.search(text):
             return text
         from nemorun_core.executors.files import write_atomic
-        from nemorun_core.experiment.store import default_home
+        from nemorun_core.home import default_home
 
         body = text if text.endswith("\n") else text + "\n"
         folder = os.path.join(default_home(), "prefect", "known_hosts")

@@ -41,7 +41,8 @@ from nemorun_core.executors.files import read_json, write_atomic
 from nemorun_core.experiment.experiment import job_failure
 from nemorun_core.experiment.jobref import JobRef, attempt_dir, executor_config, find_attempt
 from nemorun_core.experiment.results import read_result
-from nemorun_core.experiment.store import check_name, default_home
+from nemorun_core.experiment.store import check_name
+from nemorun_core.home import default_home
 from nemorun_core.experiment.tasks import TaskSpec, check_task, default_name, make_job, normalize_task
 from nemorun_prefect import artifacts
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from nemorun_core.errors import ConfigError, ExecutorError
 from nemorun_core.executors.outage import Outage
+from nemorun_core.jobfiles import JobFiles
 
 HANDLE_VERSION = 1
 
@@ -338,7 +339,7 @@ class LocalJobFiles:
     """For executors whose job directories are on this machine (local processes, local containers)."""
 
     def result_path(self, handle: JobHandle) -> str | None:
-        return os.path.join(handle.job_dir, "result.json")
+        return JobFiles(handle.job_dir).result
 
     def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
         try:

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import threading
 
+from nemorun_core.jobfiles import JobFiles
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -120,7 +122,7 @@ def _supervise(req: dict[str, Any]) -> None:
     job_dir = req["job_dir"]
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    fd = os.open(os.path.join(job_dir, "log.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(JobFiles(job_dir).log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -131,7 +133,7 @@ def _supervise(req: dict[str, Any]) -> None:
     sys.stderr = open(2, "w", closefd=False, buffering=1)
 
     def finish(codes: list[int]) -> None:
-        fd = os.open(os.path.join(job_dir, "launcher.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(JobFiles(job_dir).launcher, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "w") as f:
             f.write(json.dumps({"exit_codes": codes}) + "\n")
         os._exit(0)

@@ -41,13 +41,15 @@ from nemorun_core.executors.base import (
 )
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
 from nemorun_core.executors.procs import ended, proc_stat, signal_probe
+from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import is_secret, without_held
 
-LAUNCH_SCRIPT = "launch.sh"
-LAUNCHER_FILE = "launcher.json"
-HANDLE_FILE = "handle.json"
-CANCEL_FILE = "cancel"
-LOG_FILE = "log.out"
+# The job directory's names, from their one definition (kept as module names for existing imports).
+LAUNCH_SCRIPT = JobFiles.LAUNCH_SCRIPT
+LAUNCHER_FILE = JobFiles.LAUNCHER
+HANDLE_FILE = JobFiles.HANDLE
+CANCEL_FILE = JobFiles.CANCEL
+LOG_FILE = JobFiles.LOG
 # A bare command name (looked up on PATH where the job runs): no spaces, quotes or shell characters.
 _COMMAND_NAME = re.compile(r"[A-Za-z0-9_.+\-]+")
 
@@ -289,7 +291,7 @@ class LocalExecutor(LocalJobFiles, Executor):
         # The supervisor writes launcher.json before it exits, so once it is gone the file is final.
         finished = read_json(os.path.join(d, LAUNCHER_FILE))
         cancelled = os.path.exists(os.path.join(d, CANCEL_FILE))
-        runner = read_json(os.path.join(d, "status.json")) or {}
+        runner = read_json(os.path.join(d, JobFiles.STATUS)) or {}
         if finished is None:
             if cancelled:
                 return JobStatus(JobState.CANCELLED, "killed", "cancelled; the job was killed after the grace period")
@@ -466,7 +468,7 @@ def render_launch_script(
         f"job_dir={q(job.job_dir)}",
         # One short write, no helper processes; readers look at it only once this process is gone, when it is whole.
         "finish() {",
-        '  umask 077; printf \'{"exit_codes": [%s]}\\n\' "$1" > "$job_dir/launcher.json"',
+        f'  umask 077; printf \'{{"exit_codes": [%s]}}\\n\' "$1" > "$job_dir/{JobFiles.LAUNCHER}"',
         "}",
         # On TERM (cancel), the whole group already got the signal; escalate to KILL after the grace period.
         "killer=",

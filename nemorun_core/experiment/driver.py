@@ -24,9 +24,10 @@ import time
 from typing import Any, Iterable, Iterator
 
 from nemorun_core.executors.procs import ended, proc_stat, signal_probe
-from nemorun_core.experiment.store import Store
+from nemorun_core.experiment.store import EXPERIMENT_FILE, INFO_FILE, Store
+from nemorun_core.jobfiles import JobFiles
 
-LAUNCHER_FILE = "launcher.json"
+LAUNCHER_FILE = "launcher.json"  # the experiment's launcher record, not a job's JobFiles.LAUNCHER
 INTERRUPTED = "INTERRUPTED"  # an experiment state beside the JobState values: tasks left that nobody will submit
 
 
@@ -152,7 +153,7 @@ def stored_unsubmitted(store: Store, exp_dir: str) -> list[str]:
     """The tasks of a stored experiment with no job and no end state, read from its files (for listings)."""
     from nemorun_core.executors.base import JobState
 
-    meta = Store.read_json(os.path.join(exp_dir, "experiment.json"))
+    meta = Store.read_json(os.path.join(exp_dir, EXPERIMENT_FILE))
     if not isinstance(meta, dict):
         return []
     names = []
@@ -161,9 +162,9 @@ def stored_unsubmitted(store: Store, exp_dir: str) -> list[str]:
         if not isinstance(name, str):
             continue
         d = store.task_dir(exp_dir, name)
-        if os.path.exists(os.path.join(d, "handle.json")):
+        if os.path.exists(JobFiles(d).handle):
             continue
-        info = Store.read_json(os.path.join(d, "info.json"))
+        info = Store.read_json(os.path.join(d, INFO_FILE))
         state = ((info or {}).get("status") or {}).get("state") if isinstance(info, dict) else None
         if state in JobState._value2member_map_ and JobState(state).is_terminal:
             continue
@@ -220,8 +221,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def launch_options(exp: Any) -> dict[str, Any]:
     """The options ``exp.run`` was given (concurrency limit, outage limit), as recorded in ``experiment.json``."""
-    from nemorun_core.experiment.persist import EXPERIMENT_FILE
-
     meta = exp.store.read_json(os.path.join(exp.dir, EXPERIMENT_FILE))
     options = meta.get("options") if isinstance(meta, dict) else None
     return options if isinstance(options, dict) else {}

@@ -31,6 +31,7 @@ from nemorun_core.experiment.tasks import (
     normalize_task,
     referenced_tasks,
 )
+from nemorun_core.jobfiles import JobFiles
 
 _NOT_RUN = "skipped: dependency {dep!r} ended {state}"
 
@@ -453,12 +454,12 @@ class Experiment:
 
     def metrics(self, name: str) -> list[dict[str, Any]]:
         """The records task ``name`` logged with ``nemorun_core.log_metrics``, oldest first."""
-        from nemorun_core.metrics import METRICS_FILE, read_metrics
+        from nemorun_core.metrics import read_metrics
 
         spec = self._spec(name)
         if spec.handle is None:
             return []
-        data = spec.executor.fetch_file(spec.handle, METRICS_FILE)
+        data = spec.executor.fetch_file(spec.handle, JobFiles.METRICS)
         return read_metrics(data.decode("utf-8", "replace")) if data else []
 
     def configurations(self) -> dict[str, Any]:

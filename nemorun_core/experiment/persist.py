@@ -14,15 +14,13 @@ from nemorun_core._version import __version__
 from nemorun_core.errors import ExperimentError, NemorunError, SerializationError
 from nemorun_core.executors.base import JobHandle, JobState, JobStatus
 from nemorun_core.executors.files import StoreFileError, make_private_dirs
-from nemorun_core.experiment.store import EXPERIMENT_FILE, OUTCOME_FILE, Store, check_name
+from nemorun_core.experiment.store import EXPERIMENT_FILE, INFO_FILE, OUTCOME_FILE, Store, check_name
 from nemorun_core.experiment.tasks import TaskSpec, UnloadedTask, task_payload
-from nemorun_core.runner import TASK_FILE
+from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import redact, restore
 
 ORIGINAL_FILE = "config.json"  # a task as configured, when task.json holds it with its references resolved
 ENVIRONMENT_FILE = "environment.json"
-INFO_FILE = "info.json"
-HANDLE_FILE = "handle.json"
 EXECUTOR_FILE = "executor.json"
 
 log = logging.getLogger(__name__)
@@ -68,7 +66,7 @@ def _write_experiment(exp: Any, store: Store, options: dict[str, Any]) -> None:
         make_private_dirs(d)
         # task.json is both the stored configuration and the runner's input; a task whose references get resolved
         # at submission keeps its unresolved original in config.json (scheduler._submit).
-        store.write_text(os.path.join(d, TASK_FILE), json.dumps(task_payload(spec)))
+        store.write_text(JobFiles(d).task, json.dumps(task_payload(spec)))
         store.write_text(os.path.join(d, EXECUTOR_FILE), json.dumps(executor_config(spec.executor)))
     # What is only for people (the environment snapshot lists every installed package; the YAML views) is written
     # beside the launch rather than before it; run() waits for it before returning.
@@ -144,7 +142,7 @@ def save_handle(exp: Any, spec: TaskSpec) -> None:
     task_dir = exp.store.task_dir(exp.dir, spec.name)
     if os.path.abspath(spec.handle.job_dir) != os.path.abspath(task_dir):
         try:
-            exp.store.write_text(os.path.join(task_dir, HANDLE_FILE), spec.handle.to_json())
+            exp.store.write_text(JobFiles(task_dir).handle, spec.handle.to_json())
         except OSError:
             spec.executor.cancel(spec.handle)
             raise
@@ -255,7 +253,7 @@ def _load_task(store: Store, exp_id: str, d: str, entry: dict[str, Any]) -> Task
     name = entry["name"]
     try:
         stored = (store.load_json(os.path.join(d, ORIGINAL_FILE), what="(the task as configured)", fix="")
-                  or store.load_json(os.path.join(d, TASK_FILE), what="(the task)", fix=""))
+                  or store.load_json(JobFiles(d).task, what="(the task)", fix=""))
         task = serialize.decode(stored["task"])
     except Exception as exc:  # the task's code is not importable here: status, logs, cancel still work
         task = UnloadedTask(entry.get("kind", "partial"), f"{type(exc).__name__}: {exc}")
@@ -312,7 +310,7 @@ def _load_status(task_dir: str, name: str, info: dict[str, Any] | None = None) -
 def _load_handle(task_dir: str, name: str) -> JobHandle | None:
     """The task's job handle; None if it was never submitted. Damaged: an error naming the file, never None,
     since without the handle a succeeded task's result would silently read as missing."""
-    path = os.path.join(task_dir, HANDLE_FILE)
+    path = JobFiles(task_dir).handle
     fix = ("without it the job's status, logs and result cannot be found: restore it from a backup, or rerun "
            "the task")
     data = Store.load_json(path, what=f"(the job handle of task {name!r})", fix=fix, empty_ok=False)

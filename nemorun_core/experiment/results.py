@@ -9,7 +9,7 @@ from typing import Any
 
 from nemorun_core.errors import ExperimentError
 from nemorun_core.experiment.tasks import TaskSpec
-from nemorun_core.runner import RESULT_FILE, RESULT_PICKLE
+from nemorun_core.jobfiles import JobFiles
 
 
 def read_result(spec: TaskSpec) -> Any:
@@ -24,13 +24,13 @@ def read_result(spec: TaskSpec) -> Any:
     if spec.handle is None:
         raise ExperimentError(
             f"task {spec.name!r} has no job handle, so its result cannot be found; it was never submitted, or "
-            "its handle.json was lost"
+            f"its {JobFiles.HANDLE} was lost"
         )
-    where = _location(spec, RESULT_FILE)
-    raw = spec.executor.fetch_file(spec.handle, RESULT_FILE)
+    where = _location(spec, JobFiles.RESULT)
+    raw = spec.executor.fetch_file(spec.handle, JobFiles.RESULT)
     if raw is None:
         raise ExperimentError(
-            f"task {spec.name!r} succeeded but left no {RESULT_FILE} in {spec.handle.job_dir}; "
+            f"task {spec.name!r} succeeded but left no {JobFiles.RESULT} in {spec.handle.job_dir}; "
             "was the job directory cleaned up?"
         )
     try:
@@ -43,7 +43,7 @@ def read_result(spec: TaskSpec) -> Any:
                               f"{type(data).__name__} without a 'value'); rerun the task to get it again")
     if "value" in data:
         return data["value"]
-    name = os.path.basename(data["pickle"]) or RESULT_PICKLE  # never a path out of the job directory
+    name = os.path.basename(data["pickle"]) or JobFiles.RESULT_PICKLE  # never a path out of the job directory
     blob = spec.executor.fetch_file(spec.handle, name)
     if blob is None:
         raise ExperimentError(f"task {spec.name!r}: {name} is missing in {spec.handle.job_dir}")

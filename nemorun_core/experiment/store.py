@@ -42,6 +42,7 @@ from nemorun_core.executors.files import (
     read_json,
     write_atomic,
 )
+from nemorun_core.home import default_home  # re-exported: the store's public name for the home
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ INDEX_FILE = "index.jsonl"
 LOCK_FILE = "index.lock"
 EXPERIMENT_FILE = "experiment.json"
 OUTCOME_FILE = "outcome.json"
+INFO_FILE = "info.json"  # in each task's directory: dependencies, plugins, the last known state
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}")
 _STATES = frozenset(s.value for s in JobState)
@@ -60,11 +62,6 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "created_at": (int, float), "finished_at": (int, float), "updated_at": (int, float),
     "tasks": (int,), "deleted": (bool,),
 }
-
-
-def default_home() -> str:
-    """``$NEMORUN_HOME`` or ``~/.nemorun``, read at call time (never cached at import)."""
-    return os.path.abspath(os.path.expanduser(os.environ.get("NEMORUN_HOME") or "~/.nemorun"))
 
 
 def check_name(name: Any, what: str) -> str:

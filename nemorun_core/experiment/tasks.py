@@ -21,7 +21,7 @@ from typing import Any, Callable
 from nemorun_core.config.typecheck import TASK_REF
 from nemorun_core.errors import ConfigError, ExperimentError, did_you_mean
 from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus
-from nemorun_core.runner import TASK_FILE
+from nemorun_core.jobfiles import JobFiles
 
 
 class _Placeholder(str):
@@ -246,7 +246,7 @@ def make_job(spec: TaskSpec, key: str, job_dir: str, task: Any | None = None) ->
                    launcher=launcher, cwd=task.cwd)
     payload = task_payload(dataclasses.replace(spec, task=task))
     return Job(spec.name, key, ["python", "-m", "nemorun_core.runner", job_dir], job_dir,
-               files={TASK_FILE: json.dumps(payload)}, launcher=launcher)
+               files={JobFiles.TASK: json.dumps(payload)}, launcher=launcher)
 
 
 def check_task(spec: TaskSpec) -> None:

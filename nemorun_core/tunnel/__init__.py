@@ -6,7 +6,7 @@ does) does not load the SSH implementation, and nothing here imports paramiko.
 
 from __future__ import annotations
 
-from nemorun_core._lazy import lazy_exports
+from nemorun_core.lazy import lazy_exports
 
 TYPE_CHECKING = False
 
@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "RemoteCommandError": "nemorun_core.tunnel.base",
     "LocalTunnel": "nemorun_core.tunnel.local",
     "SSHTunnel": "nemorun_core.tunnel.ssh",
+    "known_hosts_name": "nemorun_core.tunnel.ssh",
     "SSHStats": "nemorun_core.tunnel._ssh_pool",
     "ssh_stats": "nemorun_core.tunnel._ssh_pool",
     "close_all": "nemorun_core.tunnel._ssh_pool",
@@ -33,4 +34,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemorun_core.tunnel._ssh_pool import SSHStats, close_all, ssh_stats
     from nemorun_core.tunnel.base import CommandResult, Forward, RemoteCommandError, Tunnel, TunnelError
     from nemorun_core.tunnel.local import LocalTunnel
-    from nemorun_core.tunnel.ssh import SSHTunnel
+    from nemorun_core.tunnel.ssh import SSHTunnel, known_hosts_name

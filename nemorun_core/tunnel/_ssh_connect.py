@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nemorun_core.tunnel._ssh_pool import ConnectionLostError
 from nemorun_core.tunnel.base import TunnelError
+from nemorun_core.tunnel.ssh import known_hosts_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import paramiko
@@ -35,11 +36,6 @@ def fingerprint(key: Any) -> str:
     """``SHA256:...`` as ``ssh-keygen -l`` prints it, so users can compare it with what their admin published."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    """The name OpenSSH (and paramiko) look a host up under in known_hosts."""
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 def _keyscan_hint(t: SSHTunnel, known_hosts: str) -> str:

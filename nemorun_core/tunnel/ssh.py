@@ -45,6 +45,15 @@ T = TypeVar("T")
 _HOST_KEY_POLICIES = ("strict", "accept-new")
 
 
+def known_hosts_name(host: str, port: int) -> str:
+    """The name OpenSSH (and paramiko) look a host up under in known_hosts: ``host``, or ``[host]:port`` off 22.
+
+    Public because callers outside the tunnel package (the Airflow hook writing a connection's pinned host key)
+    must write the same name the tunnel later looks up.
+    """
+    return host if port == 22 else f"[{host}]:{port}"
+
+
 def _sftp_path(path: str) -> str:
     # SFTP sessions start in the user's home directory and do not expand "~": make "~/x" relative to it.
     if path == "~":

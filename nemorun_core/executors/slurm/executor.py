@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 from nemorun_core.errors import ConfigError, SubmissionError
 from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus, SubmitRequest, check_env_vars
 from nemorun_core.executors.local import check_arg_list, check_interpreter
+from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import is_secret
 
 # Every pattern is used with fullmatch: `$` in re.match also matches before a final newline, and a newline in an
@@ -35,6 +36,8 @@ _ARRAY = re.compile(r"[0-9][0-9,\-:%]*")
 # variable references once the rest of the argument is quoted (see ``SlurmExecutor.run_command``).
 _NODE_VARS = {"__NEMORUN_NODE_RANK__": "$SLURM_NODEID", "__NEMORUN_HEAD_NODE__": "$NEMORUN_HEAD_NODE"}
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok", "aftercorr")
+# Slurm's own files in the job directory, beside the common ones of nemorun_core.jobfiles.JobFiles.
+SCRIPT_FILE = "sbatch.sh"
 JOB_ID_FILE = "slurm_job_id"
 JOB_KEY_FILE = "key"  # the key of the job submitted from a directory: who may re-attach to it
 
@@ -200,7 +203,7 @@ class SlurmExecutor(Executor):
         return re.sub(r"[^A-Za-z0-9_.\-]", "_", job.key.replace("/", "."))[:200]
 
     def directives(self, job: Job, remote_dir: str, depends_on: Sequence[str] = ()) -> list[list[str]]:
-        common = [f"--job-name={self.job_name(job)}", f"--output={remote_dir}/log.out", "--open-mode=append",
+        common = [f"--job-name={self.job_name(job)}", f"--output={JobFiles(remote_dir).log}", "--open-mode=append",
                   f"--chdir={remote_dir}"]
         if self.time:
             common.append(f"--time={self.time}")
@@ -340,10 +343,10 @@ class SlurmExecutor(Executor):
         return self.tunnel.read_bytes(f"{handle.job_dir}/{name}")
 
     def log_location(self, handle: JobHandle) -> str:
-        return f"{self.tunnel.address}:{handle.job_dir}/log.out"
+        return f"{self.tunnel.address}:{JobFiles(handle.job_dir).log}"
 
     def log_tail(self, handle: JobHandle, lines: int = 20) -> list[str]:
-        result = self.tunnel.run(f"tail -n {int(lines)} {shlex.quote(handle.job_dir + '/log.out')}", check=False)
+        result = self.tunnel.run(f"tail -n {int(lines)} {shlex.quote(JobFiles(handle.job_dir).log)}", check=False)
         return result.stdout.splitlines() if result.ok else []
 
 
@@ -351,7 +354,7 @@ def job_files_tar(files: dict[str, str], script: str) -> bytes:
     """A tar (uncompressed, deterministic) of the job's files and its sbatch script, sent on the submit's stdin."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, text in sorted({**files, "sbatch.sh": script}.items()):
+        for name, text in sorted({**files, SCRIPT_FILE: script}.items()):
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)

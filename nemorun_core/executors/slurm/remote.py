@@ -14,7 +14,8 @@ from nemorun_core.errors import ExecutorError, SubmissionError
 from nemorun_core.executors.base import Job, JobHandle, JobState, JobStatus, package_code
 from nemorun_core.executors.slurm import states
 from nemorun_core.executors.files import rewrite_payload
-from nemorun_core.executors.slurm.executor import JOB_ID_FILE, JOB_KEY_FILE, job_files_tar
+from nemorun_core.executors.slurm.executor import JOB_ID_FILE, JOB_KEY_FILE, SCRIPT_FILE, job_files_tar
+from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import is_secret, redact_text
 
 if TYPE_CHECKING:
@@ -57,8 +58,8 @@ def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
     _check_path(remote_dir)
     code_dir = upload_code(ex) if ex.packager is not None else None
     files = dict(job.files)
-    if "task.json" in files and code_dir:
-        files["task.json"] = rewrite_payload(files["task.json"], [code_dir])
+    if JobFiles.TASK in files and code_dir:
+        files[JobFiles.TASK] = rewrite_payload(files[JobFiles.TASK], [code_dir])
     depends = [h.job_id for h in job.depends_on]
     script = ex.render(job, remote_dir, depends, code_dir)
     secrets = {k: v for k, v in ex.job_env(job).items() if is_secret(k, v)}
@@ -131,7 +132,7 @@ def _submit_command(remote_dir: str, key: str) -> str:
         f"echo {_OTHER_KEY_MARK}; cat {JOB_KEY_FILE}; exit {_OTHER_KEY_EXIT}; fi; "
         f"if [ -s {JOB_ID_FILE} ]; then cat {JOB_ID_FILE}; exit 0; fi; "
         "tar -xf - || exit 91; "
-        f"if sbatch --parsable sbatch.sh > {JOB_ID_FILE}.tmp; then mv {JOB_ID_FILE}.tmp {JOB_ID_FILE}; "
+        f"if sbatch --parsable {SCRIPT_FILE} > {JOB_ID_FILE}.tmp; then mv {JOB_ID_FILE}.tmp {JOB_ID_FILE}; "
         f"cat {JOB_ID_FILE}; else rc=$?; cd / && rm -rf {d}; exit $rc; fi"
     )
 
@@ -213,8 +214,8 @@ def poll_many(ex: "SlurmExecutor", offsets: Mapping[JobHandle, int]) -> dict[Job
     show = "| base64 | tr -d '\\n'; echo"
     script = [
         _states_command(handles),
-        f'_p() {{ echo {_JOB_MARK}; cat "$1/status.json" 2>/dev/null {show}; '
-        f'tail -n "+$2" "$1/log.out" 2>/dev/null | head -n {POLL_MAX_LINES} | head -c {POLL_MAX_BYTES} {show}; }}',
+        f'_p() {{ echo {_JOB_MARK}; cat "$1/{JobFiles.STATUS}" 2>/dev/null {show}; '
+        f'tail -n "+$2" "$1/{JobFiles.LOG}" 2>/dev/null | head -n {POLL_MAX_LINES} | head -c {POLL_MAX_BYTES} {show}; }}',
         *(f"_p {q(h.job_dir)} {offsets[h] + 1}" for h in handles),
     ]
     result = ex.tunnel.run("\n".join(script), check=False)
@@ -265,7 +266,7 @@ def _with_task_error(status: JobStatus, status_json: bytes) -> JobStatus:
 def _add_task_errors(ex: "SlurmExecutor", handles: list[JobHandle], out: dict[JobHandle, JobStatus]) -> None:
     """One more remote call: the runner's own error of each failed job, from its ``status.json``."""
     marker = "__NEMORUN_STATUS__"
-    command = "; ".join(f"echo {marker}; cat {q(h.job_dir + '/status.json')} 2>/dev/null" for h in handles)
+    command = "; ".join(f"echo {marker}; cat {q(JobFiles(h.job_dir).status)} 2>/dev/null" for h in handles)
     chunks = ex.tunnel.run(command, check=False).stdout.split(marker)[1:]
     for handle, chunk in zip(handles, chunks):
         out[handle] = _with_task_error(out[handle], chunk.encode())
@@ -278,7 +279,7 @@ def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -
     is complete or the job has ended.
     """
     def fetch(line_no: int, final: bool) -> list[str]:
-        text = ex.tunnel.run(f"tail -n +{line_no + 1} {q(handle.job_dir + '/log.out')} 2>/dev/null",
+        text = ex.tunnel.run(f"tail -n +{line_no + 1} {q(JobFiles(handle.job_dir).log)} 2>/dev/null",
                              check=False).stdout
         lines = text.split("\n")
         partial = lines.pop()  # "" when the text ends with a newline, or is empty
@@ -300,7 +301,7 @@ def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -
 
 def upload_code(ex: "SlurmExecutor") -> str:
     """Package the code (once per experiment run), upload it unless the cluster has it; return its directory."""
-    from nemorun_core.experiment.store import default_home
+    from nemorun_core.home import default_home
 
     package = package_code(ex.packager, os.path.join(default_home(), "packages"))
     tunnel = ex.tunnel
