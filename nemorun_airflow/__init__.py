@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nemorun_core._lazy import lazy_exports
+from nemorun_core.lazy import lazy_exports
 
 _EXPORTS = {
     "NemorunSSHHook": "nemorun_airflow.hooks",
@@ -18,6 +18,7 @@ _EXPORTS = {
     "NemorunJobTrigger": "nemorun_airflow.triggers",
     "NemorunJobSensor": "nemorun_airflow.sensors",
     "experiment_task_group": "nemorun_airflow.task_group",
+    "run_dag_file": "nemorun_airflow.local_run",
 }
 
 __all__: list[str] = sorted([*_EXPORTS, "get_provider_info"])
@@ -40,7 +41,7 @@ def get_provider_info() -> dict[str, Any]:
         its hook, operator, sensor and trigger modules, and the ``ssh`` connection type.
     """
     # Imported here rather than at module level so that the entry point stays a plain attribute lookup.
-    from nemorun_core._version import __version__
+    from nemorun_core import __version__
 
     integration = "nemorun"
     return {

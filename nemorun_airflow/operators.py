@@ -8,7 +8,7 @@
         task=run.Partial(train_fn, lr=3e-4),
         executor=run.SlurmExecutor(partition="a100", account="dept", time="04:00:00"),
         ssh_conn_id="slurm_login",                     # the executor's tunnel comes from this Airflow connection
-        overrides=["data.date={{ ds }}", "lr={{ params.lr }}"],
+        overrides=["data.date={{ dag_run.run_after | ds }}", "lr={{ params.lr }}"],
         deferrable=True,
     )
 
@@ -44,6 +44,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from nemorun_core.errors import ConfigError, ExperimentError
 from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
+from nemorun_core.jobfiles import JobFiles
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -72,7 +73,7 @@ def job_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, attempt
 def job_dir_for(key: str) -> str:
     """Where the job's local files live: ``$NEMORUN_HOME/airflow/<run part>/<task part>[/attempt-N]``."""
     from nemorun_core.experiment.jobref import attempt_dir
-    from nemorun_core.experiment.store import default_home
+    from nemorun_core.home import default_home
 
     run_part, task_part, _ = key.split("/")
     return attempt_dir(os.path.join(default_home(), "airflow", run_part, task_part), key)
@@ -93,8 +94,9 @@ class NemorunOperator(BaseOperator):
             stored with the DAG, in XCom or in trigger kwargs.
         name: the job's name (default: the task id).
         overrides: ``path=value`` overrides in the ``nemorun`` command-line grammar, applied to ``task`` before
-            submission; templated (``"data.date={{ ds }}"``). Overrides without a template are checked when the
-            DAG is parsed.
+            submission; templated (``"data.date={{ dag_run.run_after | ds }}"``: ``ds`` exists only in runs with
+            a logical date). Overrides without a template are checked when the DAG is parsed; a template that
+            cannot be rendered is a ConfigError naming the override, with a fix.
         deferrable: wait in the triggerer instead of the worker (default: ``[operators] default_deferrable``).
         poll_interval: seconds between status and log polls.
         xcom_result_max_bytes: the task's return value goes to XCom only when its JSON is at most this long.
@@ -171,10 +173,27 @@ class NemorunOperator(BaseOperator):
                                    seen_oids: set[int]) -> None:
         # The one rendering step that a plain task and a mapped instance both go through (a mapped task renders its
         # instance with this method, not with render_template_fields).
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        try:
+            super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        except Exception:
+            if parent is self and "overrides" in template_fields:
+                self._explain_render_error(context, jinja_env)
+            raise
         if parent is self:
             # Before Airflow stores the rendered fields: secret values that overrides bring in are masked there too.
             _mask(self._secrets(self.job_executor))
+
+    def _explain_render_error(self, context: Context, jinja_env: Any) -> None:
+        """Raise a ConfigError naming the override whose template failed, with a fix, instead of Jinja's error."""
+        for i, text in enumerate(self.overrides or ()):
+            if not isinstance(text, str):
+                continue
+            try:
+                self.render_template(text, context, jinja_env)
+            except Exception as exc:  # noqa: BLE001 - any template error: this is the one to explain
+                raise ConfigError(
+                    f"override {i} {text!r} cannot be rendered: {type(exc).__name__}: {exc}. {_render_hint(exc)}",
+                    path=f"{self.task_id}.overrides") from None
 
     def execute(self, context: Context) -> dict[str, Any]:
         executor = self._executor()
@@ -233,7 +252,7 @@ class NemorunOperator(BaseOperator):
 
     def _spec(self, context: Context, executor: Executor) -> TaskSpec:
         """The task with the rendered overrides applied and references resolved, checked: nothing is submitted yet."""
-        from nemorun_core.cli.overrides import apply_overrides
+        from nemorun_core.config.overrides import apply_overrides
         from nemorun_core.experiment.tasks import TaskSpec, check_task, referenced_tasks, resolve_references
 
         task = self.job_task
@@ -380,17 +399,17 @@ def _result(spec: TaskSpec, handle: JobHandle, limit: int) -> dict[str, Any]:
 
     A value that is not JSON (the runner pickled it) is never unpickled here.
     """
-    raw = spec.executor.fetch_file(handle, "result.json")
+    raw = spec.executor.fetch_file(handle, JobFiles.RESULT)
     if raw is None:
-        return {"result_note": f"the job left no result.json in {handle.job_dir}"}
+        return {"result_note": f"the job left no {JobFiles.RESULT} in {handle.job_dir}"}
     data = json.loads(raw)
     if "value" not in data:
         return {"result_note": f"the return value is not JSON; it is pickled in {handle.job_dir}/"
-                               f"{data.get('pickle', 'result.pkl')}"}
+                               f"{data.get('pickle', JobFiles.RESULT_PICKLE)}"}
     size = len(json.dumps(data["value"]))
     if size > limit:
         return {"result_note": f"the return value is {size} bytes of JSON, more than xcom_result_max_bytes={limit}; "
-                               f"it is in {handle.job_dir}/result.json"}
+                               f"it is in {JobFiles(handle.job_dir).result}"}
     return {"result": data["value"]}
 
 
@@ -481,11 +500,28 @@ def _check_executor(executor: Any, task_id: str) -> Executor:
     return executor
 
 
+# Template variables that a run triggered without a logical date (`{"logical_date": null}` through the REST API, the
+# UI's default trigger on Airflow 3) does not have.
+_DATED = ("ds", "ds_nodash", "ts", "ts_nodash", "ts_nodash_with_tz", "logical_date", "data_interval_start",
+          "data_interval_end", "prev_ds", "next_ds", "yesterday_ds", "tomorrow_ds")
+
+
+def _render_hint(exc: Exception) -> str:
+    message = str(exc)
+    if type(exc).__name__ == "UndefinedError" and any(f"'{name}'" in message for name in _DATED):
+        return ("This run has no logical date (Airflow 3 triggers runs without one unless given): use "
+                "'{{ dag_run.run_after | ds }}' for the run's date, or trigger the run with a logical_date.")
+    if type(exc).__name__ == "UndefinedError":
+        return ("Use a variable every run has ({{ run_id }}, {{ params.NAME }}, {{ dag_run.run_after | ds }}), or "
+                "give it a default: {{ params.NAME | default('x') }}.")
+    return "Fix the Jinja template of this override."
+
+
 def _check_overrides(overrides: Any, task: Any, task_id: str) -> list[str]:
     """Check what can be checked at parse time: the list's type, the syntax of every override without a template,
     and that those before the first templated one apply to the task (later ones may depend on a templated value)."""
-    from nemorun_core.cli import grammar
-    from nemorun_core.cli.overrides import apply_overrides
+    from nemorun_core.config import grammar
+    from nemorun_core.config.overrides import apply_overrides
 
     if overrides is None:
         return []

@@ -38,4 +38,6 @@ with DAG(
     experiment_task_group(exp, poll_interval=1.0)
 
 if __name__ == "__main__":  # python <this file>: one run in this process, triggers inline
-    dag.test()
+    from nemorun_airflow import run_dag_file
+
+    run_dag_file(dag, __file__)

@@ -35,9 +35,12 @@ with DAG(
         task=run.Partial(tasks.train, steps=50),
         # The job imports the task's module: put this folder on its PYTHONPATH.
         executor=run.LocalExecutor(env_vars={"PYTHONPATH": HERE}),
-        overrides=["learning_rate={{ params.learning_rate }}", "data_date={{ ds }}"],
+        # run_after, not ds: a run triggered without a logical date (the UI and REST API default) has no ds.
+        overrides=["learning_rate={{ params.learning_rate }}", "data_date={{ dag_run.run_after | ds }}"],
         poll_interval=1.0,
     )
 
 if __name__ == "__main__":  # python <this file>: one run in this process, triggers inline
-    dag.test()
+    from nemorun_airflow import run_dag_file
+
+    run_dag_file(dag, __file__)

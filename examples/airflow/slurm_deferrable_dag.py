@@ -7,6 +7,10 @@ The cluster login is an Airflow ``ssh`` connection (the SSH provider's format), 
         "extra": {"private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\\n...", "host_key": "ssh-ed25519 AAAA...",
                   "job_dir": "/scratch/me/nemorun"}}'
 
+To try it with ``python examples/airflow/slurm_deferrable_dag.py`` (one run in this process: ``dag.test()`` runs
+the trigger inline, where Airflow 3 sees only connections from the environment or a secrets backend, not those
+added to the metadata database), give the same JSON as ``AIRFLOW_CONN_NEMORUN_SLURM='{"conn_type": "ssh", ...}'``.
+
 The key never leaves Airflow's connection store: the worker and the triggerer each build the SSH tunnel from the
 connection. While the job runs, the task is deferred: it holds no worker slot, and the triggerer polls all such
 jobs on one cluster with one SSH round trip per round. Cluster settings come from the environment of the process
@@ -53,10 +57,12 @@ with DAG(
         task=run.Partial(tasks.train, steps=200),
         executor=slurm,
         ssh_conn_id="nemorun_slurm",
-        overrides=["learning_rate={{ params.learning_rate }}", "data_date={{ ds }}"],
+        overrides=["learning_rate={{ params.learning_rate }}", "data_date={{ dag_run.run_after | ds }}"],
         deferrable=True,
         poll_interval=10.0,
     )
 
 if __name__ == "__main__":  # python <this file>: one run in this process, triggers inline
-    dag.test()
+    from nemorun_airflow import run_dag_file
+
+    run_dag_file(dag, __file__)
