@@ -382,11 +382,9 @@ def follow(executor: Executor, handle: JobHandle, offset: int, poll_interval: fl
     """Log the job's new lines (secrets redacted) until it is terminal; return its final status and the log offset
     reached. Blocks (:func:`nemorun_core.executors.base.follow_log`)."""
     from nemorun_core.executors.base import follow_log
-    from nemorun_core.secrets import redact_text
 
-    secrets = list(secrets)
-    return follow_log(executor, handle, lambda line: log.info("%s", redact_text(line, secrets)), offset=offset,
-                      poll=poll_interval)
+    return follow_log(executor, handle, lambda line: log.info("%s", line), offset=offset, poll=poll_interval,
+                      secrets=list(secrets))
 
 
 def _remember(store: Any, attempt: int, handle: JobHandle) -> None:

@@ -354,8 +354,12 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def follow_log(executor: Executor, handle: JobHandle, emit: Callable[[str], Any], *, offset: int = 0,
                poll: float = 1.0, stop: Callable[[], bool] | None = None,
-               outage_timeout: float | None = None) -> tuple[JobStatus, int]:
+               outage_timeout: float | None = None, secrets: Sequence[str] = ()) -> tuple[JobStatus, int]:
     """Hand each new log line of a job to ``emit`` until the job is terminal; return its last status and the offset.
+
+    Every line is redacted before ``emit`` sees it: the secret values of ``executor`` (secret-named or
+    ``run.Secret`` environment values, key material) and the extra ``secrets`` the caller knows of (for example
+    values its overrides brought in) are replaced by ``<redacted>``, so an orchestrator's run log never shows them.
 
     What an orchestrator does while it waits on a job in its worker: one :meth:`Executor.poll_many` round at a time
     (status, then the lines from ``offset``), :meth:`Executor.wait_any` between rounds (woken early by backends that
@@ -374,16 +378,23 @@ def follow_log(executor: Executor, handle: JobHandle, emit: Callable[[str], Any]
                     reattach=lambda: f"`follow_log(executor, JobHandle.from_json(<its handle>), emit, "
                                      f"offset={offset})`")
 
+    known = sorted({*executor_secrets(executor), *secrets}, key=len, reverse=True)
+
+    def show(line: str) -> None:
+        from nemorun_core.secrets import redact_text
+
+        emit(redact_text(line, known) if known else line)
+
     def drain() -> None:
         nonlocal offset
         for line in executor.logs(handle, offset=offset):
-            emit(line)
+            show(line)
             offset += 1
 
     while True:
         status, lines = outage.call(lambda: executor.poll_many({handle: offset})[handle])
         for line in lines:
-            emit(line)
+            show(line)
         offset += len(lines)
         if status.is_terminal:
             outage.call(drain)
@@ -391,6 +402,15 @@ def follow_log(executor: Executor, handle: JobHandle, emit: Callable[[str], Any]
         if stop is not None and stop():
             return status, offset
         outage.call(lambda: executor.wait_any([handle], poll))
+
+
+def executor_secrets(executor: Executor) -> list[str]:
+    """The secret values an executor holds (what :func:`nemorun_core.secrets.redact` would replace in its config),
+    longest first: for scrubbing job output and error text."""
+    from nemorun_core.config import serialize
+    from nemorun_core.secrets import secret_values
+
+    return secret_values(serialize.encode(executor, payload=True))
 
 
 def check_env_vars(env: Any, path: str) -> None:

@@ -166,3 +166,24 @@ def test_job_ref_keeps_no_secret(prefect_harness: None) -> None:
     ref, value = state.result()
     assert "hf_abcdefghijklmnopqrstuvwxyz" not in repr(ref)
     assert value == {"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz"}
+
+
+def test_job_log_lines_reach_the_prefect_run_log_redacted(prefect_harness: None) -> None:
+    # Prefect's run log is stored on the server: a job that prints its secrets must not put them there.
+    from prefect import flow
+
+    from nemorun_prefect import run_nemorun_task
+
+    token, neutral = "tok-redact-0123456789", "neutral-redact-value"
+    executor = run.LocalExecutor(env_vars={"API_TOKEN": token, "MY_VALUE": run.Secret(neutral)})
+
+    @flow
+    def leaky_flow() -> None:
+        run_nemorun_task(run.Script(inline='echo "token=$API_TOKEN value=$MY_VALUE"; echo done'), executor,
+                         name="leaky")
+
+    state = leaky_flow(return_state=True)
+    assert state.is_completed(), state
+    messages = _log_messages(state.state_details.flow_run_id)
+    assert "token=<redacted> value=<redacted>" in messages and "done" in messages, messages
+    assert not any(token in m or neutral in m for m in messages), messages
