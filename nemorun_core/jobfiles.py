@@ -25,6 +25,21 @@ from __future__ import annotations
 import posixpath
 
 
+class _File:
+    """A read-only attribute of :class:`JobFiles`: the path of one named file of the instance's job directory."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, files: "JobFiles | None", owner: type) -> str:
+        if files is None:
+            return self.name
+        return files.path(self.name)
+
+    def __set__(self, files: "JobFiles", value: object) -> None:
+        raise AttributeError(f"JobFiles is immutable: the path of {self.name} cannot be set")
+
+
 class JobFiles:
     """The files of one job directory: the file names as class attributes, their paths through the instance.
 
@@ -84,42 +99,14 @@ class JobFiles:
                              f"such as {JobFiles.RESULT!r}")
         return posixpath.join(self.job_dir, name)
 
-    @property
-    def task(self) -> str:
-        return self.path(JobFiles.TASK)
-
-    @property
-    def launch_script(self) -> str:
-        return self.path(JobFiles.LAUNCH_SCRIPT)
-
-    @property
-    def log(self) -> str:
-        return self.path(JobFiles.LOG)
-
-    @property
-    def handle(self) -> str:
-        return self.path(JobFiles.HANDLE)
-
-    @property
-    def launcher(self) -> str:
-        return self.path(JobFiles.LAUNCHER)
-
-    @property
-    def status(self) -> str:
-        return self.path(JobFiles.STATUS)
-
-    @property
-    def result(self) -> str:
-        return self.path(JobFiles.RESULT)
-
-    @property
-    def result_pickle(self) -> str:
-        return self.path(JobFiles.RESULT_PICKLE)
-
-    @property
-    def metrics(self) -> str:
-        return self.path(JobFiles.METRICS)
-
-    @property
-    def cancel(self) -> str:
-        return self.path(JobFiles.CANCEL)
+    # The path of each file of the job directory: ``JobFiles(d).task`` is ``d/task.json``.
+    task = _File(TASK)
+    launch_script = _File(LAUNCH_SCRIPT)
+    log = _File(LOG)
+    handle = _File(HANDLE)
+    launcher = _File(LAUNCHER)
+    status = _File(STATUS)
+    result = _File(RESULT)
+    result_pickle = _File(RESULT_PICKLE)
+    metrics = _File(METRICS)
+    cancel = _File(CANCEL)

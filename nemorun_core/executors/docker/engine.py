@@ -14,9 +14,10 @@ import functools
 import os
 import socket
 import struct
-from typing import Any, Iterator
+import threading
+from typing import Any, Iterator, Optional
 
-from nemorun_core.errors import BackendUnavailableError, SubmissionError
+from nemorun_core.errors import BackendUnavailableError, ExecutorError, SubmissionError
 from nemorun_core.executors.procs import proc_stat
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -117,8 +118,6 @@ def client(host: str, doing: str = "connecting", *, submitting: bool = False) ->
     is down: with :func:`unavailable`, or an ExecutorError for any other refusal."""
     from docker.errors import DockerException
 
-    from nemorun_core.errors import ExecutorError
-
     with reaching(host, doing, submitting=submitting):
         try:
             return _client_for(host, os.getpid())
@@ -164,3 +163,78 @@ def _socket_path(host: str) -> str | None:
     if host.startswith("unix://"):
         return host[len("unix://"):] or DEFAULT_SOCKET
     return None
+
+
+# -- engine calls shared by the executor ------------------------------------------------------------------------
+def list_labelled(host: str, label: str) -> list[dict[str, Any]]:
+    """Every container (running or not) with ``label`` (``key`` or ``key=value``): one engine call."""
+    from docker.errors import DockerException
+
+    with reaching(host, f"listing the containers labelled {label}"):
+        try:
+            return list(client(host).api.containers(all=True, filters={"label": label}))
+        except DockerException as exc:
+            if is_unreachable(exc):
+                raise
+            raise ExecutorError(f"cannot list containers on the Docker engine at {describe(host)}: "
+                                f"{exc}") from None
+
+
+def inspect(host: str, cid: str) -> dict[str, Any]:
+    """The engine's view of container ``cid``; ``{}`` when the engine answers but cannot say (a removed container)."""
+    from docker.errors import DockerException
+
+    with reaching(host, f"inspecting container {cid[:12]}"):
+        try:
+            return client(host).api.inspect_container(cid)
+        except DockerException as exc:
+            if is_unreachable(exc):
+                raise
+            return {}
+
+
+class EngineStart:
+    """The engine's start time, looked up once per status round and only when a container ended by a signal."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._value: Optional[float] = None
+        self._looked = False
+
+    def get(self) -> Optional[float]:
+        if not self._looked:
+            self._value, self._looked = started_at(self.host), True
+        return self._value
+
+
+def follow_lines(client: Any, container_id: str, offset: int) -> Iterator[str]:
+    """The container's output from line ``offset`` as it comes, until the container exits."""
+    stream = client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True)
+    line_no, pending = 0, b""
+    for chunk in stream:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            if line_no >= offset:
+                yield raw.decode("utf-8", "replace")
+            line_no += 1
+    if pending and line_no >= offset:
+        yield pending.decode("utf-8", "replace")
+
+
+def stop_in_background(client: Any, ids: list[str], grace: int) -> None:
+    """Ask the engine to stop containers (SIGTERM, SIGKILL after ``grace`` s) without waiting for it: the engine
+    carries the stop out on its own once the request has arrived."""
+    from docker.errors import DockerException
+
+    def stop_all() -> None:
+        for cid in ids:
+            try:
+                client.api.stop(cid, timeout=grace)
+            except DockerException:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a daemon thread: an engine gone meanwhile is not its error
+                if not is_unreachable(exc):
+                    raise
+
+    threading.Thread(target=stop_all, name="nemorun-docker-stop", daemon=True).start()

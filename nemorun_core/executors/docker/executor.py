@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
 import time
 from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
@@ -41,10 +40,9 @@ from nemorun_core.executors.docker import secret_files
 from nemorun_core.executors.docker import spec as S
 from nemorun_core.executors.docker import states
 from nemorun_core.executors.files import read_json, rewrite_payload, write_atomic
+from nemorun_core.jobfiles import JobFiles
 
-HANDLE_FILE = "handle.json"
-CANCEL_FILE = "cancel"
-LOG_FILE = "log.out"
+HANDLE_FILE, CANCEL_FILE, LOG_FILE = JobFiles.HANDLE, JobFiles.CANCEL, JobFiles.LOG
 OUTCOME_FILE = "docker_outcome.json"  # the containers' final states, kept when cleanup removes them
 FIRST_FAILURE_FILE = "docker_first_failure.json"  # the rank that failed first, when the others had to be stopped
 
@@ -260,15 +258,15 @@ class DockerExecutor(LocalJobFiles, Executor):
             else:
                 # Only directories that exist can be bind-mounted; the others could not be imported from anyway.
                 sys_path = [p for p in _payload_sys_path(job) or [] if os.path.isdir(p)]
-        if "task.json" in files:
-            files["task.json"] = rewrite_payload(files["task.json"], sys_path)
+        if JobFiles.TASK in files:
+            files[JobFiles.TASK] = rewrite_payload(files[JobFiles.TASK], sys_path)
         return image, code_dir, files
 
     def find(self, key: str, job_dir: str) -> JobHandle | None:
         """The job submitted under ``key``: its containers (by label), else the job directory's handle (the
         containers may have been removed by the cleanup policy). One engine call."""
         host = self.host()
-        summaries = _list(host, f"{S.LABEL_KEY}={key}")
+        summaries = engine.list_labelled(host, f"{S.LABEL_KEY}={key}")
         if summaries:
             summaries.sort(key=_rank)
             ids = [s["Id"] for s in summaries]
@@ -293,7 +291,7 @@ class DockerExecutor(LocalJobFiles, Executor):
             by_host.setdefault(h.extra("docker_host") or self.host(), []).append(h)
         for host, group in by_host.items():
             try:
-                summaries = _list(host, S.LABEL_KEY)
+                summaries = engine.list_labelled(host, S.LABEL_KEY)
             except BackendUnavailableError:
                 raise
             except ExecutorError as exc:  # the engine answered but refused: say so per job
@@ -311,14 +309,14 @@ class DockerExecutor(LocalJobFiles, Executor):
         if not summaries or any(states.native_of(s) == "removing" for s in summaries):
             return _status_from_files(handle, host)
         cancelled = os.path.exists(os.path.join(handle.job_dir, CANCEL_FILE))
-        runner = read_json(os.path.join(handle.job_dir, "status.json")) or {}
-        engine_start = _EngineStart(host)
+        runner = read_json(os.path.join(handle.job_dir, JobFiles.STATUS)) or {}
+        engine_start = engine.EngineStart(host)
         parts, details = [], []
         for s in summaries:
             native, code = states.native_of(s), states.exit_code_of(s)
             oom, error, by_engine = False, "", False
             if native == "dead" or (native == "exited" and code != 0):
-                info = _inspect(host, s["Id"])
+                info = engine.inspect(host, s["Id"])
                 state = info.get("State") or {}
                 oom, error = bool(state.get("OOMKilled")), str(state.get("Error") or "")
                 code = state.get("ExitCode", code)
@@ -339,7 +337,7 @@ class DockerExecutor(LocalJobFiles, Executor):
             # The first failure is kept: it, not the peers' SIGKILL, is the job's outcome.
             if not os.path.exists(first_failure):
                 write_atomic(first_failure, json.dumps(status.to_dict()))
-            _stop_in_background(_client(host), live, int(round(self.cancel_grace_s)))
+            engine.stop_in_background(engine.client(host), live, int(round(self.cancel_grace_s)))
             return JobStatus(JobState.RUNNING, "stopping", f"{status.message}; stopping the other containers")
         if status.state is JobState.FAILED:
             first = read_json(first_failure)
@@ -443,7 +441,7 @@ class DockerExecutor(LocalJobFiles, Executor):
                                                 capped=False)
                     yield from lines if lines is not None else self._api_lines(host, handle, offset, final=True)
                     return
-                yield from _follow(engine.client(host), handle.job_id, offset)
+                yield from engine.follow_lines(engine.client(host), handle.job_id, offset)
                 return
         except DockerException:
             pass  # the container is gone (removed by cleanup): its log was copied into the job directory
@@ -502,7 +500,7 @@ class DockerExecutor(LocalJobFiles, Executor):
         from docker.errors import DockerException
 
         host = handle.extra("docker_host") or self.host()
-        summaries = _list(host, f"{S.LABEL_KEY}={handle.key}")  # an engine that does not answer: raised, not ignored
+        summaries = engine.list_labelled(host, f"{S.LABEL_KEY}={handle.key}")  # an engine that does not answer: raised, not ignored
         live = [s["Id"] for s in summaries if states.native_of(s) in ("created", "running", "restarting", "paused")]
         if not live:
             return
@@ -519,7 +517,7 @@ class DockerExecutor(LocalJobFiles, Executor):
                     if engine.is_unreachable(exc):
                         raise
                     # not running (created, or just exited): stop below handles it
-        _stop_in_background(client, live, int(max(0, round(self.cancel_grace_s))))
+        engine.stop_in_background(client, live, int(max(0, round(self.cancel_grace_s))))
 
     def log_location(self, handle: JobHandle) -> str:
         path = os.path.join(handle.job_dir, LOG_FILE)
@@ -534,66 +532,6 @@ class DockerExecutor(LocalJobFiles, Executor):
 
 
 # -- engine access ---------------------------------------------------------------------------------------------------
-def _client(host: str) -> Any:
-    """A client of the engine at ``host`` (see ``engine.client``)."""
-    return engine.client(host)
-
-
-def _list(host: str, label: str) -> list[dict[str, Any]]:
-    from docker.errors import DockerException
-
-    with engine.reaching(host, f"listing the containers labelled {label}"):
-        client = engine.client(host)
-        try:
-            return list(client.api.containers(all=True, filters={"label": label}))
-        except DockerException as exc:
-            if engine.is_unreachable(exc):
-                raise
-            raise ExecutorError(f"cannot list containers on the Docker engine at {engine.describe(host)}: "
-                                f"{exc}") from None
-
-
-def _inspect(host: str, cid: str) -> dict[str, Any]:
-    from docker.errors import DockerException
-
-    with engine.reaching(host, f"inspecting container {cid[:12]}"):
-        try:
-            return engine.client(host).api.inspect_container(cid)
-        except DockerException as exc:
-            if engine.is_unreachable(exc):
-                raise
-            return {}
-
-
-class _EngineStart:
-    """The engine's start time, looked up once per status round and only when a container ended by a signal."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self._value: Optional[float] = None
-        self._looked = False
-
-    def get(self) -> Optional[float]:
-        if not self._looked:
-            self._value, self._looked = engine.started_at(self.host), True
-        return self._value
-
-
-def _follow(client: Any, container_id: str, offset: int) -> Iterator[str]:
-    """The container's output from line ``offset`` as it comes, until the container exits."""
-    stream = client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True)
-    line_no, pending = 0, b""
-    for chunk in stream:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for raw in complete:
-            if line_no >= offset:
-                yield raw.decode("utf-8", "replace")
-            line_no += 1
-    if pending and line_no >= offset:
-        yield pending.decode("utf-8", "replace")
-
-
 def require_image(client: Any, image: str) -> Any:
     """The image object; SubmissionError (naming the fix) if the engine does not have it. Never pulls."""
     from docker.errors import DockerException, ImageNotFound
@@ -643,24 +581,6 @@ def to_sdk_kwargs(one: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _stop_in_background(client: Any, ids: list[str], grace: int) -> None:
-    """Ask the engine to stop containers (SIGTERM, SIGKILL after ``grace`` s) without waiting for it: the engine
-    carries the stop out on its own once the request has arrived."""
-    from docker.errors import DockerException
-
-    def stop_all() -> None:
-        for cid in ids:
-            try:
-                client.api.stop(cid, timeout=grace)
-            except DockerException:
-                pass
-            except Exception as exc:  # noqa: BLE001 - a daemon thread: an engine gone meanwhile is not its error
-                if not engine.is_unreachable(exc):
-                    raise
-
-    threading.Thread(target=stop_all, name="nemorun-docker-stop", daemon=True).start()
-
-
 # -- helpers -----------------------------------------------------------------------------------------------------------
 def _rank(summary: dict[str, Any]) -> int:
     try:
@@ -673,10 +593,10 @@ def _status_from_files(handle: JobHandle, host: str) -> JobStatus:
     saved = read_json(os.path.join(handle.job_dir, OUTCOME_FILE))
     if saved and saved.get("status"):
         return JobStatus.from_dict(saved["status"])
-    runner = read_json(os.path.join(handle.job_dir, "status.json"))
+    runner = read_json(os.path.join(handle.job_dir, JobFiles.STATUS))
     cancelled = os.path.exists(os.path.join(handle.job_dir, CANCEL_FILE))
     if runner and runner.get("exit_code") == 0:
-        return JobStatus(JobState.SUCCEEDED, "removed", "the container is gone; status.json says it succeeded", 0)
+        return JobStatus(JobState.SUCCEEDED, "removed", f"the container is gone; {JobFiles.STATUS} says it succeeded", 0)
     if runner:
         code = runner.get("exit_code")
         if cancelled:
@@ -687,7 +607,7 @@ def _status_from_files(handle: JobHandle, host: str) -> JobStatus:
 
 
 def _payload_sys_path(job: Job) -> list[str] | None:
-    text = job.files.get("task.json")
+    text = job.files.get(JobFiles.TASK)
     if not text:
         return None
     try:

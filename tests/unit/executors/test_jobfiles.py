@@ -63,8 +63,8 @@ def test_importing_it_costs_the_runner_nothing():
     assert out.stdout.strip() == "[]"
 
 
-# Still spelling the names themselves, to be moved onto JobFiles by their owners (see the report of issue 11).
-PENDING = ("nemorun_core/executors/docker/",)
+# Still spelling the names themselves, to be moved onto JobFiles by their owners (none left).
+PENDING: tuple[str, ...] = ()
 # The same name for another file: the experiment's own launcher record in its directory, not a job's.
 OTHER_FILES = {("nemorun_core/experiment/driver.py", "launcher.json")}
 
