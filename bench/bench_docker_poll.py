@@ -30,22 +30,14 @@ sys.path.insert(0, REPO)
 TICKER = 'i=0; while :; do echo "tick $i"; i=$((i+1)); sleep 1; done'
 
 
-def _round(poll, offsets: dict, api) -> tuple[int, float]:
+def _round(poll, offsets: dict, host: str) -> tuple[int, float]:
     """One round from ``offsets`` (advanced in place); (engine calls, seconds)."""
-    counted = {"n": 0}
-    real = api.send
+    from nemorun_core.executors.docker import engine
 
-    def send(*args, **kwargs):
-        counted["n"] += 1
-        return real(*args, **kwargs)
-
-    api.send = send
-    try:
+    with engine.counting_requests(host) as counted:
         start = time.perf_counter()
         answer = poll(offsets)
         elapsed = time.perf_counter() - start
-    finally:
-        del api.send
     for handle, (_, lines) in answer.items():
         offsets[handle] += len(lines)
     return counted["n"], elapsed
@@ -68,7 +60,6 @@ def main() -> None:
     now = run.DockerExecutor(container_image=image, docker_host=host, network="none", cancel_grace_s=0)
     before = run.DockerExecutor(container_image=image, docker_host=host, network="none", cancel_grace_s=0)
     before._engine_logs().pin_root(host, None)  # every log through the engine's API, as before
-    api = engine.client(host).api
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         tag = f"bench-poll-{uuid.uuid4().hex[:8]}"
@@ -83,8 +74,8 @@ def main() -> None:
             time.sleep(3)  # a few lines each
             old_offsets, new_offsets = {h: 0 for h in handles}, {h: 0 for h in handles}
             now.poll_many(dict(new_offsets))  # warm-up: the engine's log directory is asked once
-            old = [_round(lambda o: Executor.poll_many(before, o), old_offsets, api) for _ in range(args.rounds)]
-            new = [_round(now.poll_many, new_offsets, api) for _ in range(args.rounds)]
+            old = [_round(lambda o: Executor.poll_many(before, o), old_offsets, host) for _ in range(args.rounds)]
+            new = [_round(now.poll_many, new_offsets, host) for _ in range(args.rounds)]
             rows.append((n, statistics.median(c for c, _ in old), statistics.median(s for _, s in old),
                          statistics.median(c for c, _ in new), statistics.median(s for _, s in new)))
         finally:

@@ -7,7 +7,6 @@ Engine calls are counted on the wire: every request of the Docker SDK client the
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 
@@ -52,22 +51,9 @@ def jobs(svc, tmp_path):
     client.close()
 
 
-@contextlib.contextmanager
 def engine_calls(host: str):
     """Count the HTTP requests the executor's Docker client sends to the engine at ``host``."""
-    api = docker_engine.client(host).api
-    counted = {"n": 0}
-    real = api.send
-
-    def send(*args, **kwargs):
-        counted["n"] += 1
-        return real(*args, **kwargs)
-
-    api.send = send
-    try:
-        yield counted
-    finally:
-        del api.send
+    return docker_engine.counting_requests(host)
 
 
 def wait_running(ex, handles, timeout: float = 180):

@@ -238,3 +238,22 @@ def stop_in_background(client: Any, ids: list[str], grace: int) -> None:
                     raise
 
     threading.Thread(target=stop_all, name="nemorun-docker-stop", daemon=True).start()
+
+
+@contextlib.contextmanager
+def counting_requests(host: str) -> Iterator[dict[str, int]]:
+    """Count the HTTP requests this process's client of the engine at ``host`` sends while the block runs
+    (``counted["n"]``): how the benchmarks and tests check what a poll round costs the engine."""
+    api = client(host).api
+    counted = {"n": 0}
+    real = api.send
+
+    def send(*args: Any, **kwargs: Any) -> Any:
+        counted["n"] += 1
+        return real(*args, **kwargs)
+
+    api.send = send
+    try:
+        yield counted
+    finally:
+        del api.send
