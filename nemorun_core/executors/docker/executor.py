@@ -47,15 +47,13 @@ OUTCOME_FILE = "docker_outcome.json"  # the containers' final states, kept when 
 FIRST_FAILURE_FILE = "docker_first_failure.json"  # the rank that failed first, when the others had to be stopped
 
 
-def _share_with_container_user(api: Any, container_id: str, paths: list[Optional[str]]) -> None:
+def _share_with_container_user(user: str, uid: int, gid: int, paths: list[Optional[str]]) -> None:
     """Hand the job directory (and the packaged code) to the user the container runs as, when that is not us.
 
     The store is private to its user (0700/0600), so a container that runs as another uid (``user="1000"``, an
     image whose USER is not root) could not read its task or write its results. As root, nemorun gives it the
     directories (``chown``, the owner keeps them private); as anyone else it cannot, and says what to pass instead.
     """
-    user = (api.inspect_container(container_id).get("Config") or {}).get("User") or ""
-    uid, gid = secret_files.owner(api, container_id, user)
     if uid in (0, os.geteuid()):  # root in the container reads the mount as root does on the host
         return
     if os.geteuid() != 0:
@@ -215,9 +213,10 @@ class DockerExecutor(LocalJobFiles, Executor):
         try:
             for one in specs:
                 created.append(client.containers.create(**to_sdk_kwargs(one)))
-                if len(created) == 1:
-                    _share_with_container_user(client.api, created[0].id, [job.job_dir, code_dir])
-                secret_files.deliver(client.api, created[-1].id, secrets, in_volume=in_volume)
+                if len(created) == 1:  # every container of a job runs the same image as the same user
+                    user, uid, gid = secret_files.container_user(client.api, created[0].id)
+                    _share_with_container_user(user, uid, gid, [job.job_dir, code_dir])
+                secret_files.deliver(client.api, created[-1].id, secrets, uid, gid, in_volume=in_volume)
             for container in created:
                 container.start()
         except BaseException as exc:

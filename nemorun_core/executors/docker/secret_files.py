@@ -123,12 +123,18 @@ def _passwd(api: Any, container_id: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def deliver(api: Any, container_id: str, values: Mapping[str, str], *, in_volume: bool) -> None:
-    """Copy the secret files into the created (not yet started) container."""
+def container_user(api: Any, container_id: str) -> tuple[str, int, int]:
+    """(``Config.User`` as the engine has it, its uid, its gid) of a created container: one inspect, and the
+    image's /etc/passwd only for a user given by name."""
+    user = (api.inspect_container(container_id).get("Config") or {}).get("User") or ""
+    return (user, *owner(api, container_id, user))
+
+
+def deliver(api: Any, container_id: str, values: Mapping[str, str], uid: int, gid: int, *, in_volume: bool) -> None:
+    """Copy the secret files, owned by ``uid``:``gid`` (:func:`container_user`), into the created (not yet
+    started) container."""
     if not values:
         return
-    user = (api.inspect_container(container_id).get("Config") or {}).get("User") or ""
-    uid, gid = owner(api, container_id, user)
     path, data = archive(values, uid, gid, in_volume=in_volume)
     if not api.put_archive(container_id, path, data):
         raise SubmissionError(f"the Docker engine refused the secret files of container {container_id[:12]} "
