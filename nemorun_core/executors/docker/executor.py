@@ -32,13 +32,14 @@ from nemorun_core.executors.base import (
     JobStatus,
     LocalJobFiles,
     SubmitRequest,
-    package_code,
 )
 from nemorun_core.executors.docker import engine
 from nemorun_core.executors.docker import logfile
 from nemorun_core.executors.docker import secret_files
 from nemorun_core.executors.docker import spec as S
 from nemorun_core.executors.docker import states
+from nemorun_core.executors.docker.image import extract_code, require_image
+from nemorun_core.executors.docker.spec import to_sdk_kwargs
 from nemorun_core.executors.files import read_json, rewrite_payload, write_atomic
 from nemorun_core.jobfiles import JobFiles
 
@@ -531,55 +532,6 @@ class DockerExecutor(LocalJobFiles, Executor):
 
 
 # -- engine access ---------------------------------------------------------------------------------------------------
-def require_image(client: Any, image: str) -> Any:
-    """The image object; SubmissionError (naming the fix) if the engine does not have it. Never pulls."""
-    from docker.errors import DockerException, ImageNotFound
-
-    try:
-        return client.images.get(image)
-    except ImageNotFound:
-        raise SubmissionError(f"image {image} is not on this Docker engine; build or load it (docker pull {image} / "
-                              "docker load); nemorun never pulls implicitly") from None
-    except DockerException as exc:
-        if engine.is_unreachable(exc):
-            raise
-        raise SubmissionError(f"cannot reach the Docker engine to check image {image}: {exc}") from None
-
-
-def extract_code(packager: Any, home: str) -> str:
-    """Package the code (once per experiment run) and extract it (once per content digest) into
-    ``<home>/docker-code/<digest>``."""
-    import shutil
-
-    from nemorun_core.packaging.extract import safe_extract
-
-    package = package_code(packager, os.path.join(home, "packages"))
-    target = os.path.join(home, "docker-code", package.digest)
-    if not os.path.isdir(target):
-        tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent extractions of one digest do not collide
-        safe_extract(package.path, tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another process put the same content there first
-    return target
-
-
-def to_sdk_kwargs(one: dict[str, Any]) -> dict[str, Any]:
-    """A rendered spec -> ``containers.create`` keyword arguments (mounts, GPU requests, ulimits as SDK types)."""
-    from docker.types import DeviceRequest, Mount, Ulimit
-
-    kwargs = dict(one)
-    kwargs["mounts"] = [Mount(target=m["target"], source=m["source"], type=m.get("type", "bind"),
-                              read_only=m["read_only"]) for m in one.get("mounts", [])]
-    if "device_requests" in one:
-        kwargs["device_requests"] = [DeviceRequest(count=d["count"], capabilities=d["capabilities"])
-                                     for d in one["device_requests"]]
-    if "ulimits" in one:
-        kwargs["ulimits"] = [Ulimit(name=u["name"], soft=u["soft"], hard=u["hard"]) for u in one["ulimits"]]
-    return kwargs
-
-
 # -- helpers -----------------------------------------------------------------------------------------------------------
 def _rank(summary: dict[str, Any]) -> int:
     try:

@@ -1,4 +1,6 @@
-"""``DockerImagePackager``: bake the task's code into an image built FROM a base image.
+"""The code a container runs: an image the engine must already have (:func:`require_image`), packaged code
+extracted once per digest for a bind mount (:func:`extract_code`), or ``DockerImagePackager``, which bakes the task's
+code into an image built FROM a base image.
 
 The tag is derived from content, ``nemorun-code:<sha256(base image id + package digest)[:16]>``, so unchanged code on
 an unchanged base image is built once and reused by every later submission (no rebuild, not even a cached one).
@@ -11,11 +13,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
 import posixpath
 import tarfile
+import time
 from typing import Any
 
 from nemorun_core.errors import ConfigError, SubmissionError
+from nemorun_core.executors.base import package_code
+from nemorun_core.executors.docker import engine
 from nemorun_core.packaging.base import Package, Packager
 
 TAG_REPO = "nemorun-code"
@@ -70,9 +76,6 @@ class DockerImagePackager(Packager):
         """
         from docker.errors import BuildError, DockerException, ImageNotFound
 
-        from nemorun_core.executors.base import package_code
-        from nemorun_core.executors.docker.executor import require_image
-
         base = require_image(client, self.base_image)
         package = package_code(self, output_dir, base_dir)
         tag = self.tag_for(base.id, package.digest)
@@ -123,3 +126,37 @@ def build_context(base_image: str, workdir: str, archive: str, base_id: str, dig
             m.uname = m.gname = ""
             dst.addfile(m, src.extractfile(m) if m.isfile() else None)
     return out.getvalue()
+
+
+def require_image(client: Any, image: str) -> Any:
+    """The image object; SubmissionError (naming the fix) if the engine does not have it. Never pulls."""
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        return client.images.get(image)
+    except ImageNotFound:
+        raise SubmissionError(f"image {image} is not on this Docker engine; build or load it (docker pull {image} / "
+                              "docker load); nemorun never pulls implicitly") from None
+    except DockerException as exc:
+        if engine.is_unreachable(exc):
+            raise
+        raise SubmissionError(f"cannot reach the Docker engine to check image {image}: {exc}") from None
+
+
+def extract_code(packager: Any, home: str) -> str:
+    """Package the code (once per experiment run) and extract it (once per content digest) into
+    ``<home>/docker-code/<digest>``."""
+    import shutil
+
+    from nemorun_core.packaging.extract import safe_extract
+
+    package = package_code(packager, os.path.join(home, "packages"))
+    target = os.path.join(home, "docker-code", package.digest)
+    if not os.path.isdir(target):
+        tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent extractions of one digest do not collide
+        safe_extract(package.path, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another process put the same content there first
+    return target

@@ -2,7 +2,7 @@
 arguments given to ``DockerClient.containers.create``. Pure: no I/O, no Docker SDK import.
 
 A spec is plain JSON data so that ``dryrun`` can show it as it is. Three values are not plain in the SDK call and
-are converted at creation only (``to_sdk_kwargs`` in ``executor.py``): ``mounts`` (``docker.types.Mount``),
+are converted at creation only (:func:`to_sdk_kwargs`): ``mounts`` (``docker.types.Mount``),
 ``device_requests`` (``docker.types.DeviceRequest``) and ``ulimits`` (``docker.types.Ulimit``).
 """
 
@@ -430,3 +430,18 @@ def dump(specs: list[dict[str, Any]], secret_names: Sequence[str] = ()) -> str:
         data["secret_files"] = {"directory": secret_files.SECRETS_DIR, "mode": "0600",
                                 "variables": {name: SECRET for name in sorted(secret_names)}}
     return json.dumps(data, sort_keys=True, indent=2) + "\n"
+
+
+def to_sdk_kwargs(one: dict[str, Any]) -> dict[str, Any]:
+    """A rendered spec -> ``containers.create`` keyword arguments (mounts, GPU requests, ulimits as SDK types)."""
+    from docker.types import DeviceRequest, Mount, Ulimit
+
+    kwargs = dict(one)
+    kwargs["mounts"] = [Mount(target=m["target"], source=m["source"], type=m.get("type", "bind"),
+                              read_only=m["read_only"]) for m in one.get("mounts", [])]
+    if "device_requests" in one:
+        kwargs["device_requests"] = [DeviceRequest(count=d["count"], capabilities=d["capabilities"])
+                                     for d in one["device_requests"]]
+    if "ulimits" in one:
+        kwargs["ulimits"] = [Ulimit(name=u["name"], soft=u["soft"], hard=u["hard"]) for u in one["ulimits"]]
+    return kwargs

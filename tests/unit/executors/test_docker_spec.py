@@ -80,7 +80,7 @@ def test_gpu_device_requests(num_gpus, expected):
 def test_gpu_request_becomes_an_sdk_device_request():
     from docker.types import DeviceRequest
 
-    from nemorun_core.executors.docker.executor import to_sdk_kwargs
+    from nemorun_core.executors.docker.spec import to_sdk_kwargs
 
     (one,) = containers(run.DockerExecutor(container_image=IMAGE, num_gpus=4, ulimits={"nofile": (1024, 2048)}))
     kwargs = to_sdk_kwargs(one)
