@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from nemorun_core.errors import SerializationError
-from nemorun_core.executors.base import Executor, JobHandle, JobStatus
+from nemorun_core.executors.base import Capability, Executor, JobHandle, JobStatus
 from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import redact
 
@@ -143,6 +143,8 @@ def _by_executor(found: list[tuple[Any, JobHandle]]) -> list[tuple[Executor, lis
 
 def _duration(executor: Executor, handle: JobHandle) -> float | None:
     """Seconds the task ran, from the runner's ``status.json`` (None for scripts and jobs still running)."""
+    if not executor.supports(Capability.FETCH_FILES):
+        return None
     try:
         raw = executor.fetch_file(handle, JobFiles.STATUS)
         data = json.loads(raw) if raw else {}

@@ -8,7 +8,10 @@ The experiment layer, ``run.run`` and both orchestrator packages talk to backend
   serialized config) to find a job again from another process, after a crash, or from an orchestrator.
 * :class:`Job` - what is submitted: a name, a stable key, the command to run and where its files live.
 * :class:`SubmitRequest` - the pure result of ``dryrun``: exactly what ``submit`` would send.
-* :class:`Executor` - ``dryrun``, ``submit``, ``status``, ``status_many``, ``logs``, ``cancel``, ``find``.
+* :class:`Capability` - the optional abilities an executor declares; the core refuses what needs a missing one.
+* :class:`Executor` - the contract: every method and attribute the core and the orchestrators use on an executor,
+  with its semantics. Nothing else is called on an executor (no attribute probes), so a backend that implements
+  this class, declares its capabilities and passes ``tests/contract`` works everywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import threading
 import time
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
+from nemorun_core.credentials import CredentialSlot
 from nemorun_core.errors import ConfigError, ExecutorError
+from nemorun_core.executors.jobkey import JobKey
 from nemorun_core.executors.outage import Outage
 from nemorun_core.jobfiles import JobFiles
 
@@ -35,6 +40,31 @@ HANDLE_VERSION = 1
 # (package and upload code) instead of once per job. None outside a batch.
 SUBMISSION_BATCH: contextvars.ContextVar[str | None] = contextvars.ContextVar("nemorun_submission_batch",
                                                                               default=None)
+
+
+class Capability(str, enum.Enum):
+    """An optional ability of an executor, declared in its ``capabilities``.
+
+    What the core needs of a capability it asks with :meth:`Executor.supports` or :meth:`Executor.require`; a
+    backend without it gets a clear refusal (or the core's fallback, where it has one), never a silent wrong result.
+    """
+
+    LOGS = "logs"                #: ``logs`` gives the job's output
+    CANCEL = "cancel"            #: ``cancel`` stops a running job
+    DETACH = "detach"            #: jobs outlive the process that submitted them
+    STATUS_MANY = "status_many"  #: ``status_many`` answers for many jobs in one backend call
+    WAIT = "wait"                #: ``wait_any`` is woken by the backend (no polling delay)
+    FIND = "find"                #: ``find`` re-attaches to a job by its key: retries and restarts never resubmit
+    FETCH_FILES = "fetch_files"  #: ``fetch_file`` reads the job's files (its result, metrics, status)
+    DEPENDENCIES = "dependencies"  #: ``Job.depends_on`` is enforced by the backend (Slurm ``--dependency``)
+    REQUEUE = "requeue"          #: the backend may requeue a job by itself (Slurm ``--requeue``)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CapabilityError(ExecutorError):
+    """The executor lacks a capability that the operation needs."""
 
 
 class JobState(str, enum.Enum):
@@ -242,47 +272,89 @@ class Job:
 
 
 class Executor(abc.ABC):
-    """Base class of executors: where and how a job runs.
+    """Base class of executors: where and how a job runs; the whole job contract.
 
     Subclasses are dataclasses whose fields are the user's settings (so they serialize like any config) and implement
-    the abstract contract methods below (a missing one fails when the executor is created, not mid-experiment). They
-    declare optional abilities in ``capabilities``.
+    the abstract methods below (a missing one fails when the executor is created, not mid-experiment). They declare
+    their optional abilities in ``capabilities`` and the credentials they take in ``credential_slots``. Every other
+    method has a safe default; the core and both orchestrators call nothing that is not declared here.
+
+    Semantics common to every method: a handle is only ever one this executor type returned (possibly in another
+    process, after a JSON round trip); an unknown job (its record expired, never existed) is ``JobState.UNKNOWN``,
+    never an exception; a backend that cannot be reached raises ``BackendUnavailableError`` (retried by the core).
     """
 
+    #: The backend's name, as in the registry and in every handle this executor returns.
     backend: ClassVar[str] = ""
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: What this executor can do beyond the required contract (see :class:`Capability`).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: The credentials it takes, by slot (see :mod:`nemorun_core.credentials`).
+    credential_slots: ClassVar[tuple[CredentialSlot, ...]] = ()
 
-    # -- the contract ---------------------------------------------------------------------------------------------
+    #: A launcher (``run.Torchrun()``...) that wraps each job's command, or None. Subclasses that support launchers
+    #: declare it as a dataclass field; the core reads it when it makes a job.
+    launcher: Any = None
+    #: The directory a task's relative paths (a ``run.Script`` file) are read from on the machine that submits,
+    #: or None for the submitting process's working directory.
+    working_dir: str | None = None
+
+    # -- the required contract ------------------------------------------------------------------------------------
     @abc.abstractmethod
     def dryrun(self, job: Job) -> SubmitRequest:
-        """Render exactly what :meth:`submit` would send. Pure: no I/O, no clock, no randomness."""
+        """Render exactly what :meth:`submit` would send. Pure: no backend call, no file written, no clock, no
+        randomness. Raises ConfigError for a setting that :meth:`submit` would refuse."""
 
     @abc.abstractmethod
     def submit(self, job: Job) -> JobHandle:
         """Start the job and return its handle. Blocks only until the backend accepted the job.
 
-        Idempotent by ``job.key`` where the backend allows it: if a job with that key already exists it is returned.
-        Raises :class:`~nemorun_core.errors.SubmissionError` if nothing could be started (and leaves nothing behind).
+        Idempotent by ``job.key`` where the executor has :attr:`Capability.FIND`: if a job with that key already
+        exists it is returned. Raises :class:`~nemorun_core.errors.SubmissionError` if nothing could be started
+        (and leaves nothing behind).
         """
-
-    def status(self, handle: JobHandle) -> JobStatus:
-        """Return the job's current status. Non-blocking beyond one backend call; an unknown job is ``UNKNOWN``."""
-        return self.status_many([handle])[handle]
 
     @abc.abstractmethod
     def status_many(self, handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
-        """Status of many jobs in one backend call where the backend allows it."""
+        """Status of every handle (each key present in the result); one backend call where the executor has
+        :attr:`Capability.STATUS_MANY`. Non-blocking beyond that call; an unknown job is ``UNKNOWN``.
+
+        The core only passes handles of executors with equal :meth:`batch_key` in one call."""
 
     @abc.abstractmethod
     def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
         """Yield the job's log lines starting at line ``offset`` (0-based), without trailing newlines.
 
-        With ``follow`` the iterator keeps yielding new lines until the job is terminal and its log is drained.
+        Without ``follow``: the lines written so far (a partial last line is held back until it ends or the job
+        does). With ``follow`` the iterator keeps yielding new lines until the job is terminal and its log is
+        drained (blocking). An unknown job yields nothing.
         """
 
     @abc.abstractmethod
     def cancel(self, handle: JobHandle) -> None:
-        """Ask the backend to stop the job. Idempotent and non-blocking; cancelling a finished job does nothing."""
+        """Ask the backend to stop the job. Idempotent and non-blocking: it returns once the request is made, not
+        when the job has stopped; cancelling a finished or unknown job does nothing."""
+
+    # -- declared with defaults -----------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Reject bad settings, naming the field and the fix (``ConfigError``), before anything is submitted.
+        Pure and idempotent; called when a task is added and again at submission. The default accepts all."""
+
+    def batch_key(self) -> Any:
+        """A hashable value equal for executors that one :meth:`status_many` / :meth:`poll_many` call may serve
+        together (the same engine, the same cluster login). Pure.
+
+        The default is this very object, so two executors are never batched unless a backend says they reach
+        the same endpoint; backends override it with ``(backend, endpoint)``.
+        """
+        return (self.backend, id(self))
+
+    def warm_up(self) -> None:
+        """Prepare, in the background, for submissions soon to come (start a fork server, open a connection).
+        Non-blocking and idempotent; a failure here is only reported when a submission fails. Default: nothing."""
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        """Return the job's current status. Non-blocking beyond one backend call; an unknown job is ``UNKNOWN``."""
+        return self.status_many([handle])[handle]
 
     def poll_many(self, offsets: Mapping[JobHandle, int]) -> dict[JobHandle, tuple[JobStatus, list[str]]]:
         """Status and new log lines (from each handle's line offset) of many jobs: what a poller needs per round.
@@ -296,14 +368,20 @@ class Executor(abc.ABC):
         return {h: (statuses[h], list(self.logs(h, offset=off))) for h, off in offsets.items()}
 
     def find(self, key: str, job_dir: str) -> JobHandle | None:
-        """Return the handle of an existing job submitted with ``key``, or None. Used to re-attach, never resubmit."""
-        return None
+        """Return the handle of an existing job submitted with ``key`` (whatever its state), or None when there is
+        none. Used to re-attach, never to resubmit; idempotent, one backend call.
+
+        Only executors with :attr:`Capability.FIND` implement it; the default raises :class:`CapabilityError`
+        (an orchestrator's retry must not resubmit a job it cannot find).
+        """
+        raise CapabilityError(self._lacks(Capability.FIND, "cannot find a job by its key, so a retry or a restart "
+                                          "could not re-attach to a job already running"))
 
     def wait_any(self, handles: Sequence[JobHandle], timeout: float) -> None:
         """Block until one of ``handles`` may have changed state or ``timeout`` seconds pass.
 
-        The default sleeps; executors that can be woken by the backend (a pidfd, a watch) override it so that
-        waiting costs no polling delay.
+        The default sleeps; executors that can be woken by the backend (a pidfd, a watch) override it and declare
+        :attr:`Capability.WAIT`, so that waiting costs no polling delay.
         """
         time.sleep(timeout)
 
@@ -311,22 +389,66 @@ class Executor(abc.ABC):
         """Where a person finds the job's log (a path, or a command), for messages; None when the backend has none."""
         return None
 
-    def result_path(self, handle: JobHandle) -> str | None:
-        """A local path to the job's ``result.json`` when the job's files are reachable here, else None."""
-        return None
+    def log_tail(self, handle: JobHandle, lines: int = 20) -> list[str]:
+        """The last ``lines`` lines of the job's log, for failure messages. Blocking (one read); [] when there is
+        no log. The default reads the whole log through :meth:`logs`; backends override it to read only the end."""
+        if not self.supports(Capability.LOGS):
+            return []
+        tail: list[str] = []
+        for line in self.logs(handle):
+            tail.append(line)
+            if len(tail) > lines:
+                del tail[0]
+        return tail
 
     def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
-        """Return the bytes of file ``name`` from the job's directory, or None if it does not exist."""
-        return None
+        """Return the bytes of file ``name`` (a name in :class:`~nemorun_core.jobfiles.JobFiles`) from the job's
+        directory, or None if it does not exist. Blocking, one read.
+
+        Only executors with :attr:`Capability.FETCH_FILES` implement it; the default raises
+        :class:`CapabilityError` (a task's return value could not be read back).
+        """
+        raise CapabilityError(self._lacks(Capability.FETCH_FILES, "cannot read a job's files, so a task's return "
+                                          "value, metrics and final status cannot be read back"))
+
+    def with_credentials(self, credentials: Mapping[str, Any]) -> "Executor":
+        """A copy of this executor with the given credentials (slot name -> credential value) in their fields.
+
+        Orchestrators call it with what they resolved from their own credential stores. A slot that this
+        executor does not declare is refused naming the slots it has.
+
+        Raises:
+            ConfigError: an unknown slot, or a credential of another kind than the slot's.
+        """
+        from nemorun_core.credentials import apply_credentials
+
+        return apply_credentials(self, credentials)
 
     # -- helpers shared by executors --------------------------------------------------------------------------------
-    def supports(self, capability: str) -> bool:
-        return capability in self.capabilities
+    def supports(self, capability: Capability | str) -> bool:
+        """Whether this executor declares ``capability`` (a :class:`Capability` or its value)."""
+        try:
+            wanted = Capability(capability)
+        except ValueError:
+            known = ", ".join(c.value for c in Capability)
+            raise ExecutorError(f"{capability!r} is not a capability; the capabilities are: {known}") from None
+        return wanted in self.capabilities
+
+    def require(self, capability: Capability, why: str) -> None:
+        """Raise :class:`CapabilityError` unless this executor has ``capability``; ``why`` says what needs it."""
+        if not self.supports(capability):
+            raise CapabilityError(self._lacks(capability, why))
+
+    def _lacks(self, capability: Capability, consequence: str) -> str:
+        name = type(self).__name__
+        return (f"{name} (backend {self.backend!r}) does not have the {capability.value!r} capability: it "
+                f"{consequence}; use an executor that declares it (see docs/backends.md)")
 
     @property
     def nodes_and_tasks(self) -> tuple[int, int]:
-        """(nodes, processes per node) this executor starts for one job."""
-        return int(getattr(self, "nodes", 1) or 1), int(getattr(self, "ntasks_per_node", 1) or 1)
+        """(nodes, processes per node) this executor starts for one job. Default: one process on one node;
+        multi-process backends override it."""
+        return 1, 1
 
     def clone(self) -> "Executor":
         """A deep copy: plugins mutate the copy attached to one task, never the user's object."""
@@ -337,9 +459,6 @@ class Executor(abc.ABC):
 
 class LocalJobFiles:
     """For executors whose job directories are on this machine (local processes, local containers)."""
-
-    def result_path(self, handle: JobHandle) -> str | None:
-        return JobFiles(handle.job_dir).result
 
     def fetch_file(self, handle: JobHandle, name: str) -> bytes | None:
         try:

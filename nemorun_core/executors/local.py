@@ -34,6 +34,7 @@ from nemorun_core.executors.base import (
     JobHandle,
     JobState,
     JobStatus,
+    Capability,
     LocalJobFiles,
     SubmitRequest,
     check_env_vars,
@@ -127,7 +128,9 @@ class LocalExecutor(LocalJobFiles, Executor):
     fork_server: bool = True
 
     backend: ClassVar[str] = "local"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"logs", "cancel", "detach", "status_many", "wait", "find"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOGS, Capability.CANCEL, Capability.DETACH, Capability.STATUS_MANY, Capability.WAIT,
+         Capability.FIND, Capability.FETCH_FILES})
 
     def __post_init__(self) -> None:
         self.check()
@@ -228,6 +231,13 @@ class LocalExecutor(LocalJobFiles, Executor):
             self.cancel(handle)
             raise SubmissionError(f"could not record job {job.name!r} (it was stopped again): {exc}") from exc
         return handle
+
+    def batch_key(self) -> tuple[str, str]:
+        return (self.backend, "")  # every local job is a process of this machine: one /proc scan serves them all
+
+    @property
+    def nodes_and_tasks(self) -> tuple[int, int]:
+        return 1, self.ntasks_per_node
 
     def warm_up(self) -> None:
         """Start this process's fork server in the background (no wait), if Python jobs will use it."""

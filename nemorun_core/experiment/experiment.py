@@ -18,7 +18,7 @@ import sys
 from typing import Any, Iterable, Sequence
 
 from nemorun_core.errors import ExperimentError, JobFailedError, PluginError, did_you_mean
-from nemorun_core.executors.base import Executor, JobState, JobStatus
+from nemorun_core.executors.base import Capability, Executor, JobState, JobStatus
 from nemorun_core.experiment import driver, persist
 from nemorun_core.experiment.store import Store, check_name
 from nemorun_core.experiment.tasks import (
@@ -221,9 +221,7 @@ class Experiment:
         scheduler = Scheduler(self, limit=limit, tail_logs=tail_logs, quiet=quiet, outage_timeout=outage_timeout)
         self._launched = True
         for spec in self._tasks.values():
-            warm = getattr(spec.executor, "warm_up", None)
-            if callable(warm):
-                warm()  # e.g. start the local fork server now, so it is ready by the first submission
+            spec.executor.warm_up()  # e.g. start the local fork server now, so it is ready by the first submission
         persist.materialize(self, {"max_concurrent": limit, "detach": detach, "outage_timeout": outage_timeout})
         driver.record_launcher(self, "run")  # before any submission: who submits the rest
         return self._drive(scheduler, detach=detach, quiet=quiet)
@@ -457,7 +455,7 @@ class Experiment:
         from nemorun_core.metrics import read_metrics
 
         spec = self._spec(name)
-        if spec.handle is None:
+        if spec.handle is None or not spec.executor.supports(Capability.FETCH_FILES):
             return []
         data = spec.executor.fetch_file(spec.handle, JobFiles.METRICS)
         return read_metrics(data.decode("utf-8", "replace")) if data else []
@@ -545,10 +543,7 @@ class Experiment:
 
 
 def job_failure(spec: TaskSpec, status: JobStatus) -> JobFailedError:
-    tail: list[str] = []
-    log_tail = getattr(spec.executor, "log_tail", None)
-    if spec.handle is not None and callable(log_tail):
-        tail = log_tail(spec.handle, 15)
+    tail = spec.executor.log_tail(spec.handle, 15) if spec.handle is not None else []
     return JobFailedError(spec.name, status.state.value, exit_code=status.exit_code, log_path=_log_location(spec),
                           log_tail=tail, message=status.message)
 

@@ -13,7 +13,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 from nemorun_core.errors import BackendUnavailableError, ExperimentError, NemorunError
-from nemorun_core.executors.base import SUBMISSION_BATCH, JobState, JobStatus
+from nemorun_core.executors.base import SUBMISSION_BATCH, Capability, JobState, JobStatus
 from nemorun_core.executors.outage import Outage, OutageError
 from nemorun_core.experiment import driver, persist
 from nemorun_core.experiment.tasks import TaskSpec, make_job, referenced_tasks, resolve_references
@@ -47,7 +47,7 @@ def follow_lines(executor: Any, handle: Any, *, offset: int, outage: Outage) -> 
 
 
 def _batch_key(spec: TaskSpec) -> Any:
-    return getattr(spec.executor, "batch_key", lambda: type(spec.executor))()
+    return spec.executor.batch_key()
 
 
 def _groups(specs: Iterable[TaskSpec]) -> dict[Any, list[TaskSpec]]:
@@ -141,7 +141,7 @@ class Scheduler:
 
     def _natively_ready(self, spec: TaskSpec, done: dict[str, JobState]) -> bool:
         """Whether ``spec`` can be submitted now with its unfinished dependencies handed to the backend."""
-        if not spec.executor.supports("dependencies") or referenced_tasks(spec.task):
+        if not spec.executor.supports(Capability.DEPENDENCIES) or referenced_tasks(spec.task):
             return False
         key = _batch_key(spec)
         for name in spec.dependencies:
@@ -286,7 +286,7 @@ class Scheduler:
 
     def _launch_detached(self) -> None:
         tasks = self.exp._tasks
-        native = all(not s.dependencies or (s.executor.supports("dependencies") and not referenced_tasks(s.task)
+        native = all(not s.dependencies or (s.executor.supports(Capability.DEPENDENCIES) and not referenced_tasks(s.task)
                                             and all(_batch_key(tasks[d]) == _batch_key(s) for d in s.dependencies))
                      for s in tasks.values())
         needs_driver = self.limit is not None or not native

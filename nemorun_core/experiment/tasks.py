@@ -237,7 +237,7 @@ def make_job(spec: TaskSpec, key: str, job_dir: str, task: Any | None = None) ->
     from nemorun_core.config.script import Script
 
     task = spec.task if task is None else task
-    launcher = getattr(spec.executor, "launcher", None)
+    launcher = spec.executor.launcher
     if isinstance(task, Script):
         inline_name = "script.py" if task.interpreter == "python" else "script.sh"
         inline_path = os.path.join(job_dir, inline_name)
@@ -254,7 +254,7 @@ def check_task(spec: TaskSpec) -> None:
     from nemorun_core.config.script import Script
 
     if isinstance(spec.task, Script):
-        spec.task.check_exists(spec.task.cwd or getattr(spec.executor, "working_dir", None))
+        spec.task.check_exists(spec.task.cwd or spec.executor.working_dir)
     else:
         from nemorun_core.config.validation import validate
 
@@ -263,6 +263,4 @@ def check_task(spec: TaskSpec) -> None:
         except ConfigError as exc:
             exc.args = (f"task {spec.name!r}: {exc}",)  # keep the type and path; say which task it was
             raise
-    check = getattr(spec.executor, "check", None)
-    if callable(check):
-        check()
+    spec.executor.check()

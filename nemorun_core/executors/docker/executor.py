@@ -30,6 +30,7 @@ from nemorun_core.executors.base import (
     JobHandle,
     JobState,
     JobStatus,
+    Capability,
     LocalJobFiles,
     SubmitRequest,
 )
@@ -120,7 +121,9 @@ class DockerExecutor(LocalJobFiles, Executor):
     docker_host: Optional[str] = None
 
     backend: ClassVar[str] = "docker"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"logs", "cancel", "detach", "status_many", "find"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOGS, Capability.CANCEL, Capability.DETACH, Capability.STATUS_MANY, Capability.FIND,
+         Capability.FETCH_FILES})
 
     def __post_init__(self) -> None:
         self.check()
@@ -136,6 +139,10 @@ class DockerExecutor(LocalJobFiles, Executor):
 
     def batch_key(self) -> tuple[str, str]:
         return (self.backend, self.host())
+
+    @property
+    def nodes_and_tasks(self) -> tuple[int, int]:
+        return self.nodes, self.ntasks_per_node
 
     def _image_packager(self) -> Any:
         from nemorun_core.executors.docker.image import DockerImagePackager

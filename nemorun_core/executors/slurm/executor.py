@@ -19,8 +19,10 @@ import shlex
 import tarfile
 from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
+from nemorun_core.credentials import CredentialKind, CredentialSlot
 from nemorun_core.errors import ConfigError, SubmissionError
-from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus, SubmitRequest, check_env_vars
+from nemorun_core.executors.base import (Capability, Executor, Job, JobHandle, JobStatus, SubmitRequest,
+                                         check_env_vars)
 from nemorun_core.executors.local import check_arg_list, check_interpreter
 from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import is_secret
@@ -114,8 +116,12 @@ class SlurmExecutor(Executor):
     launcher: Any = None
 
     backend: ClassVar[str] = "slurm"
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"logs", "cancel", "detach", "status_many", "find", "dependencies", "requeue"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOGS, Capability.CANCEL, Capability.DETACH, Capability.STATUS_MANY, Capability.FIND,
+         Capability.FETCH_FILES, Capability.DEPENDENCIES, Capability.REQUEUE})
+    credential_slots: ClassVar[tuple[CredentialSlot, ...]] = (
+        CredentialSlot("ssh", CredentialKind.SSH, "tunnel",
+                       "the cluster's login node (without it the cluster's commands run on this machine)"),)
 
     def __post_init__(self) -> None:
         if self.time_limit is not None:
@@ -308,6 +314,10 @@ class SlurmExecutor(Executor):
     # -- the contract -----------------------------------------------------------------------------------------------
     def batch_key(self) -> tuple[str, str]:
         return (self.backend, self.tunnel.address)
+
+    @property
+    def nodes_and_tasks(self) -> tuple[int, int]:
+        return self.nodes, self.ntasks_per_node
 
     def submit(self, job: Job) -> JobHandle:
         from nemorun_core.executors.slurm.remote import submit
