@@ -4,6 +4,7 @@ Every job has one directory (local, on a cluster's shared file system, or bind-m
 
     task.json       the serialized task the runner builds and calls (written at submission)
     launch.sh       the local supervisor script (Local executor)
+    request.json    the request a backend sent when it is not a script (Docker: the containers' specs)
     log.out         the job's combined output
     handle.json     the job's handle, for re-attaching
     launcher.json   the supervisor's record of every rank's exit code
@@ -53,6 +54,7 @@ class JobFiles:
 
     TASK = "task.json"
     LAUNCH_SCRIPT = "launch.sh"
+    REQUEST = "request.json"
     LOG = "log.out"
     HANDLE = "handle.json"
     LAUNCHER = "launcher.json"
@@ -62,7 +64,8 @@ class JobFiles:
     METRICS = "metrics.jsonl"
     CANCEL = "cancel"
 
-    NAMES = frozenset({TASK, LAUNCH_SCRIPT, LOG, HANDLE, LAUNCHER, STATUS, RESULT, RESULT_PICKLE, METRICS, CANCEL})
+    NAMES = frozenset({TASK, LAUNCH_SCRIPT, REQUEST, LOG, HANDLE, LAUNCHER, STATUS, RESULT, RESULT_PICKLE, METRICS,
+                       CANCEL})
 
     def __init__(self, job_dir: str):
         if not isinstance(job_dir, str) or not job_dir:
@@ -102,6 +105,7 @@ class JobFiles:
     # The path of each file of the job directory: ``JobFiles(d).task`` is ``d/task.json``.
     task = _File(TASK)
     launch_script = _File(LAUNCH_SCRIPT)
+    request = _File(REQUEST)
     log = _File(LOG)
     handle = _File(HANDLE)
     launcher = _File(LAUNCHER)

@@ -4,7 +4,7 @@
 #   1. scripts/setup_envs.sh brings .venvs/prefect and .venvs/airflow up to date (fast when they already are);
 #   2. the services that integration tests talk to are started (see the marked section below);
 #   3. pytest runs twice, because Prefect 3 and Airflow 3 cannot share one environment:
-#        prefect side: tests/unit tests/integration tests/prefect   with .venvs/prefect/bin/python
+#        prefect side: tests/unit tests/integration tests/contract tests/prefect with .venvs/prefect/bin/python
 #        airflow side: tests/airflow                                 with .venvs/airflow/bin/python
 #
 # Extra arguments go to both pytest runs (e.g. `-x`, `-k name`, `-m "not slurm"`). To run one side only:
@@ -106,7 +106,7 @@ extra_args=("$@")
 t_all=$(now)
 for side in $sides; do
     case "$side" in
-        prefect) run_side prefect "$root/.venvs/prefect/bin/python" tests/unit tests/integration tests/prefect ;;
+        prefect) run_side prefect "$root/.venvs/prefect/bin/python" tests/unit tests/integration tests/contract tests/prefect ;;
         airflow) run_side airflow "$root/.venvs/airflow/bin/python" tests/airflow ;;
         *)
             echo "test.sh: unknown side '$side' in NEMORUN_TEST_SIDES (expected prefect and/or airflow)" >&2

@@ -32,7 +32,6 @@ from nemorun_core.credentials import CredentialSlot
 from nemorun_core.errors import ConfigError, ExecutorError
 from nemorun_core.executors.jobkey import JobKey
 from nemorun_core.executors.outage import Outage
-from nemorun_core.jobfiles import JobFiles
 
 HANDLE_VERSION = 1
 
@@ -223,19 +222,34 @@ def _handle_field(data: Mapping[str, Any], name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class SubmitRequest:
-    """What ``submit`` would send, computed without any I/O.
+    """What ``submit`` sends for one job: ``dryrun`` returns it, and ``submit`` sends this very value.
+
+    Executors build it in two steps, so the two cannot drift: a ``prepare(job, dry=...)`` step makes every
+    decision that needs I/O (packaging and uploading code, the remote home, building an image, checking the file
+    system) and returns them as a small frozen plan; in dry mode it computes the same decisions without side
+    effects. Then one pure ``render(job, plan) -> SubmitRequest`` makes the request, and ``dryrun`` is
+    ``render(job, prepare(job, dry=True))`` while ``submit`` sends the ``text`` of ``render(job, prepare(job))``
+    (no second rendering path) and keeps it in the job directory as ``sent_as``, where ``fetch_file`` reads it.
 
     Attributes:
         backend: the executor's backend name.
         text: the exact payload in its native form (a launch script, an sbatch script, a container spec).
         files: other files the job directory will hold, by relative name (the serialized task, for instance).
         meta: structured facts about the request, for tests and orchestrators (command, env var names, resources).
+        sent_as: the name (in :class:`~nemorun_core.jobfiles.JobFiles` or the backend's own) under which submission
+            keeps ``text`` in the job directory, so ``fetch_file(handle, sent_as)`` gives the request actually sent;
+            "" when the backend keeps none.
+        placeholders: values only submission can know (a package's content digest, a built image's tag, a remote
+            home directory), which a dry plan shows as these tokens: token -> what submission puts there. Empty
+            when ``text`` is exactly what would be sent.
     """
 
     backend: str
     text: str
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    sent_as: str = ""
+    placeholders: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.text
@@ -270,6 +284,11 @@ class Job:
     cwd: str | None = None
     depends_on: list[JobHandle] = dataclasses.field(default_factory=list)
 
+    @property
+    def job_key(self) -> JobKey:
+        """The key's parts (scope, task, attempt); ExecutorError for a key not of the form ``scope/task/attempt``."""
+        return JobKey.parse(self.key)
+
 
 class Executor(abc.ABC):
     """Base class of executors: where and how a job runs; the whole job contract.
@@ -302,11 +321,19 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def dryrun(self, job: Job) -> SubmitRequest:
         """Render exactly what :meth:`submit` would send. Pure: no backend call, no file written, no clock, no
-        randomness. Raises ConfigError for a setting that :meth:`submit` would refuse."""
+        randomness (reading local files, e.g. to know which import directories exist, is allowed). Raises
+        ConfigError for a setting that :meth:`submit` would refuse.
+
+        Implemented as ``render(job, prepare(job, dry=True))`` (see :class:`SubmitRequest`): the same render as
+        :meth:`submit`, given the same decisions made without side effects; what only submission can know is a
+        declared placeholder (``SubmitRequest.placeholders``)."""
 
     @abc.abstractmethod
     def submit(self, job: Job) -> JobHandle:
         """Start the job and return its handle. Blocks only until the backend accepted the job.
+
+        Sends the text of ``render(job, prepare(job))``, the request :meth:`dryrun` shows, and keeps it in the job
+        directory under ``SubmitRequest.sent_as``.
 
         Idempotent by ``job.key`` where the executor has :attr:`Capability.FIND`: if a job with that key already
         exists it is returned. Raises :class:`~nemorun_core.errors.SubmissionError` if nothing could be started
@@ -338,6 +365,15 @@ class Executor(abc.ABC):
     def check(self) -> None:
         """Reject bad settings, naming the field and the fix (``ConfigError``), before anything is submitted.
         Pure and idempotent; called when a task is added and again at submission. The default accepts all."""
+
+    def status_calls(self, n: int) -> int:
+        """How many backend calls one :meth:`status_many` of ``n`` running jobs of this executor costs: the claim
+        that ``tests/contract`` measures (HTTP requests to an engine, remote commands through a tunnel) and that a
+        poller can budget. Pure. A backend call is a request to a service; reading local files and ``/proc`` is not
+        one. The default claims one call for all jobs with :attr:`Capability.STATUS_MANY`, else one per job."""
+        if n <= 0:
+            return 0
+        return 1 if self.supports(Capability.STATUS_MANY) else n
 
     def batch_key(self) -> Any:
         """A hashable value equal for executors that one :meth:`status_many` / :meth:`poll_many` call may serve

@@ -100,6 +100,18 @@ def check_interpreter(value: Any, path: str) -> None:
 
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalPlan:
+    """What :meth:`LocalExecutor.prepare` decided for one job: all its request depends on beyond the job and the
+    executor's settings.
+
+    Attributes:
+        cwd: the absolute working directory the supervisor enters before it starts the task.
+    """
+
+    cwd: str
+
+
 @dataclasses.dataclass(kw_only=True)
 class LocalExecutor(LocalJobFiles, Executor):
     """Run tasks as processes on this machine.
@@ -151,15 +163,43 @@ class LocalExecutor(LocalJobFiles, Executor):
 
         resolve_launcher(self.launcher)  # raises on an unknown launcher name
 
-    def _check_submittable(self, job: Job) -> str:
-        cwd = job.cwd or self.working_dir or os.getcwd()
-        if not os.path.isdir(cwd):
+    # -- prepare (I/O) and render (pure): what dryrun shows is what submit sends ---------------------------------
+    def prepare(self, job: Job, *, dry: bool = False) -> "LocalPlan":
+        """Decide what the job's request depends on beyond the job and the settings: its working directory.
+
+        The directory is made absolute against this process's current directory in both modes. With ``dry`` (for
+        :meth:`dryrun`) nothing is checked on the file system and nothing is written; without it (for
+        :meth:`submit`) the directory must exist.
+
+        Raises:
+            ConfigError: a bad setting.
+            SubmissionError: (not ``dry``) the working directory does not exist.
+        """
+        self.check()
+        cwd = os.path.abspath(job.cwd or self.working_dir or os.getcwd())
+        if not dry and not os.path.isdir(cwd):
             raise SubmissionError(
                 f"working directory {cwd!r} does not exist; create it or set LocalExecutor(working_dir=...)"
             )
-        return os.path.abspath(cwd)
+        return LocalPlan(cwd=cwd)
 
-    # -- rendering (pure) -------------------------------------------------------------------------------------------
+    def render(self, job: Job, plan: "LocalPlan") -> SubmitRequest:
+        """The job's request: ``launch.sh`` (kept in the job directory as ``JobFiles.LAUNCH_SCRIPT``) and the files
+        written beside it. Pure: the same job and plan give the same text. Secret values are not in it."""
+        env = self._env(job)
+        argv = self._argv(job)
+        text = render_launch_script(job, argv, plan.cwd, env, self.ntasks_per_node, self.launcher,
+                                    self.cancel_grace_s)
+        return SubmitRequest(
+            self.backend,
+            text,
+            files=dict(job.files),
+            meta={"argv": argv, "cwd": plan.cwd, "env": sorted(env), "ntasks_per_node": self.ntasks_per_node,
+                  "cancel_grace_s": self.cancel_grace_s},
+            sent_as=JobFiles.LAUNCH_SCRIPT,
+        )
+
+    # -- rendering helpers (pure) -----------------------------------------------------------------------------------
     def _python(self) -> str:
         return self.python or sys.executable
 
@@ -174,46 +214,43 @@ class LocalExecutor(LocalJobFiles, Executor):
         return env
 
     def dryrun(self, job: Job) -> SubmitRequest:
-        self.check()
-        cwd = job.cwd or self.working_dir or "."
-        env = self._env(job)
-        text = render_launch_script(job, self._argv(job), cwd, env, self.ntasks_per_node, self.launcher,
-                                    self.cancel_grace_s)
-        return SubmitRequest(
-            self.backend,
-            text,
-            files=dict(job.files),
-            meta={"argv": self._argv(job), "cwd": cwd, "env": sorted(env), "ntasks_per_node": self.ntasks_per_node},
-        )
+        """Exactly the ``launch.sh`` that :meth:`submit` writes and runs: ``render(job, prepare(job, dry=True))``.
+
+        Pure apart from reading this process's current directory (the default working directory)."""
+        return self.render(job, self.prepare(job, dry=True))
 
     # -- the contract -----------------------------------------------------------------------------------------------
     def submit(self, job: Job) -> JobHandle:
+        """Write the job's files and its rendered ``launch.sh`` into the job directory and start it.
+
+        What runs is the request :meth:`render` made, the text :meth:`dryrun` shows: ``launch.sh`` itself, or (for
+        Python tasks, see ``fork_server``) a forked supervisor given that request's working directory, ranks and
+        grace period. Idempotent by key (the job directory's ``handle.json``).
+        """
         self.check()
         existing = self.find(job.key, job.job_dir)
         if existing is not None:
             return existing
-        cwd = self._check_submittable(job)
+        request = self.render(job, self.prepare(job))
         env = self._env(job)
-        text = render_launch_script(job, self._argv(job), cwd, env, self.ntasks_per_node, self.launcher,
-                                    self.cancel_grace_s)
         os.makedirs(job.job_dir, exist_ok=True)
         written: list[str] = []
         try:
-            for name, content in job.files.items():
+            for name, content in request.files.items():
                 path = os.path.join(job.job_dir, name)
                 if _same_content(path, content):
                     continue  # already there (the experiment store keeps task.json in the job dir): no rewrite
                 write_atomic(path, content)
                 written.append(path)
-            script = os.path.join(job.job_dir, LAUNCH_SCRIPT)
-            write_atomic(script, text)
+            script = os.path.join(job.job_dir, request.sent_as)
+            write_atomic(script, request.text)
             written.append(script)
             proc_env = {**without_held(dict(os.environ)), **env, "NEMORUN_JOB_DIR": job.job_dir, "NEMORUN_JOB_KEY": job.key}
             if env.get("PYTHONPATH") and os.environ.get("PYTHONPATH"):
                 # The task's entries come first; the inherited ones stay, so nemorun itself remains importable.
                 proc_env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], os.environ["PYTHONPATH"]])
             log_path = os.path.join(job.job_dir, LOG_FILE)
-            pid, start = self._start(job, script, cwd, env, proc_env, log_path)
+            pid, start = self._start(job, script, request, env, proc_env, log_path)
             written.append(log_path)
         except OSError as exc:
             for path in written:
@@ -234,6 +271,10 @@ class LocalExecutor(LocalJobFiles, Executor):
 
     def batch_key(self) -> tuple[str, str]:
         return (self.backend, "")  # every local job is a process of this machine: one /proc scan serves them all
+
+    def status_calls(self, n: int) -> int:
+        """None: a local job's status is read from ``/proc`` and its job directory, never from a service."""
+        return 0
 
     @property
     def nodes_and_tasks(self) -> tuple[int, int]:
@@ -257,17 +298,20 @@ class LocalExecutor(LocalJobFiles, Executor):
             and not any(k.startswith("PYTHON") and k != "PYTHONPATH" for k in env)
         )
 
-    def _start(self, job: Job, script: str, cwd: str, env: dict[str, str], proc_env: dict[str, str],
-               log_path: str) -> tuple[int, str]:
-        """Start the job's supervisor; return its pid (also its process group) and start time."""
+    def _start(self, job: Job, script: str, request: SubmitRequest, env: dict[str, str],
+               proc_env: dict[str, str], log_path: str) -> tuple[int, str]:
+        """Start the job's supervisor; return its pid (also its process group) and start time.
+
+        The fork server gets the rendered request's own working directory, ranks and grace period: it does what
+        ``launch.sh`` says, not what a second rendering of the job would."""
         if self._fork_eligible(job, env):
             from nemorun_core.executors.forkserver import server_for
 
-            request = {"job_dir": job.job_dir, "cwd": cwd, "env": proc_env, "ntasks": self.ntasks_per_node,
-                       "grace": self.cancel_grace_s,
-                       "python_path": [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]}
+            spawn = {"job_dir": job.job_dir, "cwd": request.meta["cwd"], "env": proc_env,
+                     "ntasks": request.meta["ntasks_per_node"], "grace": request.meta["cancel_grace_s"],
+                     "python_path": [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]}
             try:
-                return server_for(self._python()).spawn(request)
+                return server_for(self._python()).spawn(spawn)
             except OSError:
                 pass  # no usable fork server here: the shell supervisor does the same, only slower
         # Private to the user, like every file of the store (the job's output may show what it works on).

@@ -1,6 +1,10 @@
 """``DockerExecutor``: run a job as one or more containers on a Docker engine.
 
-``dryrun`` returns the exact ``containers.create`` arguments (JSON, sorted keys). Secrets are never among them: they
+``dryrun`` returns the exact ``containers.create`` arguments (JSON, sorted keys): ``prepare`` decides the image and
+the code (checking, packaging, building at submission; without any engine call or write for ``dryrun``, where a
+built image's tag and a package's digest are declared placeholders), the pure ``render`` makes the request, and
+``submit`` creates the containers from that request's own text, kept in the job directory as ``request.json``.
+Secrets are never among them: they
 are copied into each container as files between create and start and loaded by its command (``secret_files``), so
 ``docker inspect`` and a kept failed container do not show them; ``dryrun`` lists their names only. A job is
 ``nodes * ntasks_per_node`` containers (one per node with a launcher such as torchrun), each labelled with the job's
@@ -67,6 +71,34 @@ def _share_with_container_user(user: str, uid: int, gid: int, paths: list[Option
         for root, dirs, files in os.walk(top):
             for name in dirs + files:
                 os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+# What a dry plan shows for what only submission can know (SubmitRequest.placeholders).
+CODE_IMAGE_PLACEHOLDER = "nemorun-code:<built at submission>"
+DIGEST_PLACEHOLDER = "<package digest>"
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerPlan:
+    """What :meth:`DockerExecutor.prepare` decided for one job: all its request depends on beyond the job and the
+    executor's settings.
+
+    Attributes:
+        image: the image the containers run (the executor's, or the tag a ``DockerImagePackager`` built).
+        code_dir: the host directory of the extracted code package (mounted at ``code_target``), or None.
+        code_target: where packaged code is in the containers (``spec.CODE_DIR`` or the image packager's
+            workdir), or None when the code is mounted from its host paths.
+        mounts: the task's host import directories mounted read-only (those that exist), or None when packaged.
+        files: the job's files as written into the job directory (``task.json`` with the containers' import path).
+        placeholders: tokens a dry plan shows for what only submission can know, with what replaces them.
+    """
+
+    image: str
+    code_dir: Optional[str]
+    code_target: Optional[str]
+    mounts: Optional[tuple[str, ...]]
+    files: tuple[tuple[str, str], ...]
+    placeholders: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -149,34 +181,85 @@ class DockerExecutor(LocalJobFiles, Executor):
 
         return self.packager if isinstance(self.packager, DockerImagePackager) else None
 
-    def render(self, job: Job, *, image: str, code_dir: Optional[str]) -> list[dict[str, Any]]:
-        """The containers' specs for ``job``, given what submission decided (image, code directory); secrets are not
-        in them (see ``secret_files``)."""
-        image_packager = self._image_packager()
-        if image_packager is not None:
-            sys_path, code_target = None, image_packager.workdir
-        elif self.packager is not None:
-            sys_path, code_target = None, S.CODE_DIR
-        else:
-            sys_path, code_target = _payload_sys_path(job), None
-        return S.render_specs(self, job, image=image, nemorun_src=_nemorun_src(), sys_path=sys_path,
-                              code_dir=code_dir, code_target=code_target)
+    # -- prepare (I/O) and render (pure): what dryrun shows is what submit sends ---------------------------------
+    def prepare(self, job: Job, *, dry: bool = False) -> "DockerPlan":
+        """Decide the image and the code the containers get, and the task's import path in them.
 
-    def dryrun(self, job: Job) -> SubmitRequest:
+        Without ``dry`` (for :meth:`submit`) this checks the image is on the engine, packages the code and
+        extracts it (or builds a ``DockerImagePackager`` image): blocking engine calls and file writes. With
+        ``dry`` (for :meth:`dryrun`) it makes the same decisions with no engine call and no write: what only
+        that work can tell (the built image's tag, the package's digest) is a declared placeholder. Both modes
+        read which of the task's import directories exist here, since only those can be bind-mounted.
+
+        Raises:
+            ConfigError: a bad setting.
+            SubmissionError: (not ``dry``) the image is missing, or the code could not be packaged or built.
+        """
+        from nemorun_core.home import default_home
+
         self.check()
         image_packager = self._image_packager()
-        image = "nemorun-code:<built at submission>" if image_packager else self.container_image
-        code_dir = "$NEMORUN_HOME/docker-code/<package digest>" if self.packager and not image_packager else None
-        specs = self.render(job, image=image, code_dir=code_dir)
+        client = None if dry else engine.client(self.host())
+        placeholders: dict[str, str] = {}
+        code_dir = mounts = code_target = None
+        if image_packager is not None:
+            if dry:
+                image = CODE_IMAGE_PLACEHOLDER
+                placeholders[image] = "the tag of the image DockerImagePackager builds from the code at submission"
+            else:
+                image = image_packager.build(client, os.getcwd(), os.path.join(default_home(), "packages"))
+            code_target = image_packager.workdir
+            sys_path = [code_target]
+        else:
+            image = self.container_image
+            if client is not None:
+                require_image(client, image)
+            if self.packager is not None:
+                if dry:
+                    code_dir = os.path.join(default_home(), "docker-code", DIGEST_PLACEHOLDER)
+                    placeholders[DIGEST_PLACEHOLDER] = "the content digest of the code package built at submission"
+                else:
+                    code_dir = extract_code(self.packager, default_home())
+                code_target = S.CODE_DIR
+                sys_path = [code_target]
+            else:
+                # Only directories that exist can be bind-mounted; the others could not be imported from anyway.
+                sys_path = [p for p in _payload_sys_path(job) or [] if os.path.isdir(p)]
+                mounts = tuple(sys_path)
+        files = dict(job.files)
+        if JobFiles.TASK in files:
+            files[JobFiles.TASK] = rewrite_payload(files[JobFiles.TASK], sys_path)
+        return DockerPlan(image=image, code_dir=code_dir, code_target=code_target, mounts=mounts,
+                          files=tuple(sorted(files.items())), placeholders=tuple(sorted(placeholders.items())))
+
+    def specs(self, job: Job, plan: "DockerPlan") -> list[dict[str, Any]]:
+        """The ``containers.create`` arguments of every container of ``job`` under ``plan``, rank order. Pure;
+        secrets are not in them (see ``secret_files``)."""
+        return S.render_specs(self, job, image=plan.image, nemorun_src=_nemorun_src(),
+                              sys_path=list(plan.mounts) if plan.mounts is not None else None,
+                              code_dir=plan.code_dir, code_target=plan.code_target)
+
+    def render(self, job: Job, plan: "DockerPlan") -> SubmitRequest:
+        """The job's request: the containers' specs as JSON (sorted keys), kept in the job directory as
+        ``JobFiles.REQUEST``, plus the job's files (``task.json`` with its import path in the containers). Pure."""
+        specs = self.specs(job, plan)
         secret_names = sorted(S.secret_env(self, job))
-        return SubmitRequest(self.backend, S.dump(specs, secret_names), files=dict(job.files),
-                             meta={"image": image, "containers": [s["name"] for s in specs],
+        return SubmitRequest(self.backend, S.dump(specs, secret_names), files=dict(plan.files),
+                             meta={"image": plan.image, "containers": [s["name"] for s in specs],
                                    "env": sorted([*specs[0]["environment"], *secret_names]),
-                                   "docker_host": self.host()})
+                                   "docker_host": self.host()},
+                             sent_as=JobFiles.REQUEST, placeholders=dict(plan.placeholders))
+
+    def dryrun(self, job: Job) -> SubmitRequest:
+        """Exactly what :meth:`submit` sends: ``render(job, prepare(job, dry=True))``. No engine call, no write."""
+        return self.render(job, self.prepare(job, dry=True))
 
     # -- the contract -----------------------------------------------------------------------------------------------
     def submit(self, job: Job) -> JobHandle:
         """Create and start the job's containers; blocks until the engine started them (not until they end).
+
+        The containers are created from the specs in the text of ``render(job, prepare(job))`` (what
+        :meth:`dryrun` shows), which is kept in the job directory as ``JobFiles.REQUEST`` first.
 
         Idempotent by ``job.key``: containers labelled with the key (or the job directory's handle) are returned
         instead of creating more; two racing submissions collide on the containers' names and the second re-attaches.
@@ -196,18 +279,23 @@ class DockerExecutor(LocalJobFiles, Executor):
             if existing is not None:
                 return existing
             client = engine.client(host)
-            image, code_dir, files = self._prepare(client, job)
-            job = dataclasses.replace(job, files=files)
-            specs = self.render(job, image=image, code_dir=code_dir)
+            plan = self.prepare(job)
+            request = self.render(job, plan)
             os.makedirs(job.job_dir, exist_ok=True)
-            for name, content in files.items():
+            for name, content in request.files.items():
                 write_atomic(os.path.join(job.job_dir, name), content)
             # Left by an earlier attempt in the same directory: they would decide this attempt's status.
             for stale in (CANCEL_FILE, OUTCOME_FILE, FIRST_FAILURE_FILE):
                 _remove(os.path.join(job.job_dir, stale))
-            handle = self._create_and_start(client, job, specs, code_dir)
+            write_atomic(os.path.join(job.job_dir, request.sent_as), request.text)
+            specs = json.loads(request.text)["containers"]  # the request's own text: no second rendering
+            handle = self._create_and_start(client, job, specs, plan.code_dir)
         write_atomic(os.path.join(job.job_dir, HANDLE_FILE), handle.to_json())
         return handle
+
+    def status_calls(self, n: int) -> int:
+        """One container list per engine for any number of running jobs (failed containers add an inspect each)."""
+        return 1 if n > 0 else 0
 
     def _create_and_start(self, client: Any, job: Job, specs: list[dict[str, Any]],
                           code_dir: Optional[str] = None) -> JobHandle:
@@ -245,29 +333,6 @@ class DockerExecutor(LocalJobFiles, Executor):
         ids = [c.id for c in created]
         return JobHandle.create(self.backend, ids[0], job.key, job.job_dir, containers=",".join(ids),
                                 docker_host=self.host())
-
-    def _prepare(self, client: Any, job: Job) -> tuple[str, Optional[str], dict[str, str]]:
-        """Check the image, package the code; return (image, host code dir or None, job files to write)."""
-        from nemorun_core.home import default_home
-
-        files = dict(job.files)
-        image_packager = self._image_packager()
-        code_dir = None
-        if image_packager is not None:
-            image = image_packager.build(client, os.getcwd(), os.path.join(default_home(), "packages"))
-            sys_path = [image_packager.workdir]
-        else:
-            image = self.container_image
-            require_image(client, image)
-            if self.packager is not None:
-                code_dir = extract_code(self.packager, default_home())
-                sys_path = [S.CODE_DIR]
-            else:
-                # Only directories that exist can be bind-mounted; the others could not be imported from anyway.
-                sys_path = [p for p in _payload_sys_path(job) or [] if os.path.isdir(p)]
-        if JobFiles.TASK in files:
-            files[JobFiles.TASK] = rewrite_payload(files[JobFiles.TASK], sys_path)
-        return image, code_dir, files
 
     def find(self, key: str, job_dir: str) -> JobHandle | None:
         """The job submitted under ``key``: its containers (by label), else the job directory's handle (the

@@ -1,7 +1,9 @@
 """``SlurmExecutor``: run a job on a Slurm cluster, reached through a tunnel (SSH or this machine).
 
-One job is one ``sbatch`` of a script rendered from ``sbatch.sh.j2`` (``dryrun`` returns it exactly, except that
-a ``~`` in the tunnel's ``job_dir`` becomes the remote home at submission). Submission is one remote command: the
+One job is one ``sbatch`` of a script rendered from ``sbatch.sh.j2``: ``prepare`` decides the remote job directory
+and uploads the code, the pure ``render`` makes the script, and ``dryrun`` is the same render of a plan made without
+a remote call (a ``~`` in an SSH tunnel's ``job_dir`` and a package's digest are then declared placeholders). The
+script sent is kept in the job directory as ``sbatch.sh``. Submission is one remote command: the
 job's files travel as a tar on its stdin, with the secret environment values ahead of it as base64 data (never
 parsed as shell, never written to disk or put on a command line); the command claims the job directory for the
 job's key and submits only if it has no ``slurm_job_id`` yet, so a retried submission finds the first job instead
@@ -42,6 +44,27 @@ DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok", "aftercorr")
 SCRIPT_FILE = "sbatch.sh"
 JOB_ID_FILE = "slurm_job_id"
 JOB_KEY_FILE = "key"  # the key of the job submitted from a directory: who may re-attach to it
+
+
+# What a dry plan shows for what only submission can know (SubmitRequest.placeholders).
+HOME_PLACEHOLDER = "<remote home>"
+DIGEST_PLACEHOLDER = "<package digest>"
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmPlan:
+    """What :meth:`SlurmExecutor.prepare` decided for one job: all its request depends on beyond the job and the
+    executor's settings.
+
+    Attributes:
+        remote_dir: the job's directory on the cluster (absolute, unless a dry plan holds a placeholder).
+        code_dir: the directory of the uploaded code package on the cluster, or None without a packager.
+        placeholders: tokens a dry plan shows for what only submission can know, with what replaces them.
+    """
+
+    remote_dir: str
+    code_dir: Optional[str] = None
+    placeholders: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -277,13 +300,11 @@ class SlurmExecutor(Executor):
         inner = " ".join(_with_node_vars(a) for a in wrapped)
         return " ".join(q(a) for a in srun) + " --ntasks-per-node=1 bash -c " + q(inner), True
 
-    def render(self, job: Job, remote_dir: str, depends_on: Sequence[str] = (), code_dir: str | None = None) -> str:
+    def script(self, job: Job, remote_dir: str, depends_on: Sequence[str] = (), code_dir: str | None = None) -> str:
+        """The sbatch script of ``job`` in ``remote_dir`` (pure; see :meth:`render` for the whole request)."""
         from nemorun_core.executors.slurm.template import render_sbatch
 
-        if "\n" in job.key or "\r" in job.key or "\0" in job.key:
-            # it names the job directory, which #SBATCH lines and the submit command carry
-            raise SubmissionError(f"job key {job.key!r} contains a newline or NUL; keys are "
-                                  "'<experiment id>/<task>/<attempt>'")
+        _check_key(job)
         env = self.job_env(job)
         run_command, head = self.run_command(job, remote_dir)
         return render_sbatch(
@@ -302,28 +323,84 @@ class SlurmExecutor(Executor):
         check_env_vars(env, f"SlurmExecutor.env_vars (with the env of task {job.name!r})")
         return env
 
+    # -- prepare (I/O) and render (pure): what dryrun shows is what submit sends ---------------------------------
+    def prepare(self, job: Job, *, dry: bool = False) -> "SlurmPlan":
+        """Decide where the job lives on the cluster and where its code is.
+
+        Without ``dry`` (for :meth:`submit`): the tunnel's ``job_dir`` with ``~`` made the remote home (one
+        lookup per tunnel), and, with a packager, the code packaged and uploaded unless the cluster has it
+        (blocking remote calls and local writes). With ``dry`` (for :meth:`dryrun`): the same decisions with no
+        remote call and no write; the remote home (a ``~`` through an SSH tunnel) and the package's digest are
+        declared placeholders, since only that work can tell them.
+
+        Raises:
+            ConfigError: a bad setting.
+            SubmissionError: the job directory holds characters ``#SBATCH`` lines cannot carry.
+            TunnelError: (not ``dry``) the cluster could not be reached.
+        """
+        from nemorun_core.executors.slurm.remote import check_path, upload_code
+        from nemorun_core.tunnel.local import LocalTunnel
+
+        self.check()
+        _check_key(job)
+        placeholders: dict[str, str] = {}
+        written = self.tunnel.job_dir
+        if not dry or isinstance(self.tunnel, LocalTunnel):  # this machine's home is known without a command
+            root = self.job_root()
+        elif written == "~" or written.startswith("~/"):
+            root = HOME_PLACEHOLDER + written[1:]
+            placeholders[HOME_PLACEHOLDER] = f"the home directory of the login on {self.tunnel.address}"
+        else:
+            root = written
+        remote_dir = self.remote_dir(job, root)
+        check_path(self.remote_dir(job, written) if root.startswith(HOME_PLACEHOLDER) else remote_dir)
+        code_dir = None
+        if self.packager is not None:
+            if dry:
+                code_dir = f"{root.rstrip('/')}/code/{DIGEST_PLACEHOLDER}"
+                placeholders[DIGEST_PLACEHOLDER] = "the content digest of the code package built at submission"
+            else:
+                code_dir = upload_code(self)
+        return SlurmPlan(remote_dir=remote_dir, code_dir=code_dir, placeholders=tuple(sorted(placeholders.items())))
+
+    def render(self, job: Job, plan: "SlurmPlan") -> SubmitRequest:
+        """The job's request: the sbatch script (kept in the remote job directory as ``sbatch.sh``) and the files
+        that travel with it (``task.json`` importing from the uploaded code, when there is a packager). Pure."""
+        from nemorun_core.executors.files import rewrite_payload
+
+        files = dict(job.files)
+        if JobFiles.TASK in files and plan.code_dir:
+            files[JobFiles.TASK] = rewrite_payload(files[JobFiles.TASK], [plan.code_dir])
+        text = self.script(job, plan.remote_dir, [h.job_id for h in job.depends_on], plan.code_dir)
+        return SubmitRequest(self.backend, text, files=files,
+                             meta={"remote_dir": plan.remote_dir, "address": self.tunnel.address,
+                                   "job_name": self.job_name(job), "code_dir": plan.code_dir},
+                             sent_as=SCRIPT_FILE, placeholders=dict(plan.placeholders))
+
     def dryrun(self, job: Job) -> SubmitRequest:
-        self.check()  # settings may have changed since construction: what dryrun shows must be submittable
-        remote_dir = self.remote_dir(job)
-        depends = [h.job_id for h in job.depends_on]
-        text = self.render(job, remote_dir, depends)
-        return SubmitRequest(self.backend, text, files=dict(job.files),
-                             meta={"remote_dir": remote_dir, "address": self.tunnel.address,
-                                   "job_name": self.job_name(job)})
+        """Exactly what :meth:`submit` sends: ``render(job, prepare(job, dry=True))``. No remote command."""
+        return self.render(job, self.prepare(job, dry=True))
 
     # -- the contract -----------------------------------------------------------------------------------------------
     def batch_key(self) -> tuple[str, str]:
         return (self.backend, self.tunnel.address)
+
+    def status_calls(self, n: int) -> int:
+        """One remote command (``squeue`` and ``sacct`` together) for any number of running jobs; failed jobs add
+        one more, for their tasks' own errors."""
+        return 1 if n > 0 else 0
 
     @property
     def nodes_and_tasks(self) -> tuple[int, int]:
         return self.nodes, self.ntasks_per_node
 
     def submit(self, job: Job) -> JobHandle:
+        """Send the request of ``render(job, prepare(job))`` (what :meth:`dryrun` shows) in one remote command;
+        see ``remote.submit``. Idempotent by key."""
         from nemorun_core.executors.slurm.remote import submit
 
-        self.check()
-        return submit(self, job)
+        plan = self.prepare(job)
+        return submit(self, job, plan.remote_dir, self.render(job, plan))
 
     def find(self, key: str, job_dir: str) -> JobHandle | None:
         from nemorun_core.executors.slurm.remote import find
@@ -371,6 +448,13 @@ def job_files_tar(files: dict[str, str], script: str) -> bytes:
             info.mode = 0o700 if name.endswith(".sh") else 0o600  # private to the cluster user
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def _check_key(job: Job) -> None:
+    if "\n" in job.key or "\r" in job.key or "\0" in job.key:
+        # it names the job directory, which #SBATCH lines and the submit command carry
+        raise SubmissionError(f"job key {job.key!r} contains a newline or NUL; keys are "
+                              "'<experiment id>/<task>/<attempt>'")
 
 
 def _with_node_vars(arg: str) -> str:

@@ -11,9 +11,8 @@ import time
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from nemorun_core.errors import ExecutorError, SubmissionError
-from nemorun_core.executors.base import Job, JobHandle, JobState, JobStatus, package_code
+from nemorun_core.executors.base import Job, JobHandle, JobState, JobStatus, SubmitRequest, package_code
 from nemorun_core.executors.slurm import states
-from nemorun_core.executors.files import rewrite_payload
 from nemorun_core.executors.slurm.executor import JOB_ID_FILE, JOB_KEY_FILE, SCRIPT_FILE, job_files_tar
 from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import is_secret, redact_text
@@ -32,7 +31,8 @@ POLL_MAX_BYTES = 2 << 20
 _SAFE_PATH = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/~+@:")
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
+    """Refuse a job directory that ``#SBATCH`` lines and the submit command cannot carry (spaces, quotes...)."""
     bad = sorted(set(path) - _SAFE_PATH)
     if bad:
         raise SubmissionError(
@@ -41,11 +41,13 @@ def _check_path(path: str) -> None:
         )
 
 
-def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
-    """Submit ``job``, or return the job this same key already submitted from its directory (idempotent by key).
+def submit(ex: "SlurmExecutor", job: Job, remote_dir: str, request: SubmitRequest) -> JobHandle:
+    """Send ``request`` (the executor's rendered sbatch script and job files, exactly as ``dryrun`` shows them)
+    for ``job`` into ``remote_dir``, or return the job this same key already submitted from there (idempotent by
+    key).
 
     One remote command (:func:`_submit_command`) reads the secret environment values as data from stdin, claims
-    the job directory for this key, extracts the job's files and runs ``sbatch``.
+    the job directory for this key, extracts the job's files and the script (as ``sbatch.sh``) and runs ``sbatch``.
 
     Raises:
         SubmissionError: ``sbatch`` failed (its message, with every secret value redacted), or the directory
@@ -54,16 +56,8 @@ def submit(ex: "SlurmExecutor", job: Job) -> JobHandle:
         TunnelError: the cluster could not be reached.
     """
     tunnel = ex.tunnel
-    remote_dir = ex.remote_dir(job, ex.job_root())
-    _check_path(remote_dir)
-    code_dir = upload_code(ex) if ex.packager is not None else None
-    files = dict(job.files)
-    if JobFiles.TASK in files and code_dir:
-        files[JobFiles.TASK] = rewrite_payload(files[JobFiles.TASK], [code_dir])
-    depends = [h.job_id for h in job.depends_on]
-    script = ex.render(job, remote_dir, depends, code_dir)
     secrets = {k: v for k, v in ex.job_env(job).items() if is_secret(k, v)}
-    stdin = _env_block(secrets) + job_files_tar(files, script)
+    stdin = _env_block(secrets) + job_files_tar(dict(request.files), request.text)
     result = tunnel.run(_submit_command(remote_dir, job.key), stdin=stdin, check=False, timeout=120)
     out = result.stdout.strip()
     if result.exit_code == _OTHER_KEY_EXIT:

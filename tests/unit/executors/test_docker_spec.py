@@ -16,11 +16,15 @@ from nemorun_core.executors.docker import states
 
 IMAGE = "nvidia/pytorch:24.05-py3"
 SRC = os.path.dirname(os.path.abspath(run.__file__))
+# The task's import directory: one that exists here, since only those are bind-mounted (dryrun reads which exist,
+# as submission does); a missing one is left out of the spec.
+PROJECT = os.path.dirname(os.path.abspath(__file__))
+MISSING = "/nonexistent/nemorun-project"
 
 
 def job(**overrides) -> Job:
     payload = {"version": 1, "name": "train", "kind": "partial", "task": {},
-               "sys_path": ["/home/me/project", "/usr/lib/python3/dist-packages", "/"]}
+               "sys_path": [PROJECT, MISSING, "/usr/lib/python3/dist-packages", "/"]}
     fields = dict(name="train", key="exp_1/train/0", command=["python", "-m", "nemorun_core.runner", "/jobs/train"],
                   job_dir="/jobs/train", files={"task.json": json.dumps(payload)})
     fields.update(overrides)
@@ -49,8 +53,8 @@ def test_spec_example_renders_the_exact_container_spec():
         "mounts": [
             {"read_only": False, "source": "/jobs/train", "target": "/jobs/train", "type": "bind"},
             {"read_only": True, "source": SRC, "target": "/opt/nemorun/lib/nemorun_core", "type": "bind"},
-            # the task's import path, read-only; "/" and the host's dist-packages are never mounted
-            {"read_only": True, "source": "/home/me/project", "target": "/home/me/project", "type": "bind"},
+            # the task's import path, read-only; "/", the host's dist-packages and a missing directory never are
+            {"read_only": True, "source": PROJECT, "target": PROJECT, "type": "bind"},
             {"read_only": False, "source": "/data", "target": "/data", "type": "bind"},
             {"read_only": True, "source": "/models", "target": "/models", "type": "bind"},
         ],
@@ -107,7 +111,7 @@ def test_secrets_are_masked_in_dryrun_and_never_in_the_container_spec():
                                                   "WANDB_API_KEY": "<secret>", "X": "<secret>"}
     assert not {"WANDB_API_KEY", "DB_PASSWORD", "X", "MY_VALUE"} & set(env)
     assert ex.dryrun(j).meta["env"] == sorted([*env, "DB_PASSWORD", "MY_VALUE", "WANDB_API_KEY", "X"])
-    (real,) = ex.render(j, image=IMAGE, code_dir=None)
+    (real,) = ex.specs(j, ex.prepare(j, dry=True))
     assert "abc123" not in json.dumps(real) and "hunter2" not in json.dumps(real)
     assert "neutral-value" not in json.dumps(real)
     assert real["command"] == secret_files.wrap(["python3", "-m", "nemorun_core.runner", "/jobs/train"])
@@ -142,7 +146,7 @@ def test_packaged_code_is_mounted_at_workspace_code():
     ex = run.DockerExecutor(container_image=IMAGE, packager=run.PatternPackager(include=["*.py"]))
     (one,) = containers(ex)
     targets = [m["target"] for m in one["mounts"]]
-    assert "/workspace/code" in targets and "/home/me/project" not in targets
+    assert "/workspace/code" in targets and PROJECT not in targets
     assert one["working_dir"] == "/workspace/code"
 
 

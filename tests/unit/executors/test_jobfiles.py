@@ -17,9 +17,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 # The layout every existing job directory and store already has: changing a name breaks re-attaching to them.
 LAYOUT = {
-    "TASK": "task.json", "LAUNCH_SCRIPT": "launch.sh", "LOG": "log.out", "HANDLE": "handle.json",
-    "LAUNCHER": "launcher.json", "STATUS": "status.json", "RESULT": "result.json", "RESULT_PICKLE": "result.pkl",
-    "METRICS": "metrics.jsonl", "CANCEL": "cancel",
+    "TASK": "task.json", "LAUNCH_SCRIPT": "launch.sh", "REQUEST": "request.json", "LOG": "log.out",
+    "HANDLE": "handle.json", "LAUNCHER": "launcher.json", "STATUS": "status.json", "RESULT": "result.json",
+    "RESULT_PICKLE": "result.pkl", "METRICS": "metrics.jsonl", "CANCEL": "cancel",
 }
 
 

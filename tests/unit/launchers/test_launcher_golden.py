@@ -43,7 +43,8 @@ def _job(name: str = "train") -> Job:
 
 def _local_text(launcher) -> str:
     text = run.LocalExecutor(ntasks_per_node=2, launcher=launcher).dryrun(_job()).text
-    return text.replace(sys.executable, "<python>")  # the submitting interpreter differs from machine to machine
+    # the submitting interpreter and the working directory (the default cwd, absolute) differ from machine to machine
+    return text.replace(sys.executable, "<python>").replace(os.getcwd(), "/submitting-cwd")
 
 
 def _slurm_text(launcher) -> str:

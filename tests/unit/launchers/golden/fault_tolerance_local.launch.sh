@@ -8,7 +8,7 @@ finish() {
 }
 killer=
 trap '[ -n "$killer" ] || { (sleep 10 & s=$!; trap "kill $s; exit 0" TERM; wait $s; kill -KILL 0) & killer=$!; }' TERM INT HUP
-cd . || { echo "nemorun: cannot enter the working directory" . >&2; finish 127; exit 127; }
+cd /submitting-cwd || { echo "nemorun: cannot enter the working directory" /submitting-cwd >&2; finish 127; exit 127; }
 reap() { while :; do wait "$1"; rc=$?; kill -0 "$1" 2>/dev/null || return "$rc"; done; }
 <python> -m nvidia_resiliency_ext.fault_tolerance.launcher --nproc-per-node=2 --standalone --max-restarts=3 --ft-workload-check-interval=5 --ft-initial-rank-heartbeat-timeout=3600 --ft-rank-heartbeat-timeout=2700 --ft-rank-termination-signal=SIGKILL --ft-log-level=INFO --module nemorun_core.runner /local/store/train &
 pid0=$!

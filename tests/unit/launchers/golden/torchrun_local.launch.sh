@@ -8,7 +8,7 @@ finish() {
 }
 killer=
 trap '[ -n "$killer" ] || { (sleep 10 & s=$!; trap "kill $s; exit 0" TERM; wait $s; kill -KILL 0) & killer=$!; }' TERM INT HUP
-cd . || { echo "nemorun: cannot enter the working directory" . >&2; finish 127; exit 127; }
+cd /submitting-cwd || { echo "nemorun: cannot enter the working directory" /submitting-cwd >&2; finish 127; exit 127; }
 reap() { while :; do wait "$1"; rc=$?; kill -0 "$1" 2>/dev/null || return "$rc"; done; }
 <python> -m torch.distributed.run --nproc-per-node=2 --standalone --max-restarts=0 --module nemorun_core.runner /local/store/train &
 pid0=$!
