@@ -19,7 +19,10 @@ from nemorun_core._version import __version__
 # Not `from typing import TYPE_CHECKING`: importing typing costs every job process a few milliseconds.
 TYPE_CHECKING = False
 
-# public name -> module that defines it
+# public name -> module that defines it. A literal table on purpose: static checkers read the TYPE_CHECKING block
+# below, and building it from the backend registry (nemorun_core/executors/registry.py) at import would cost every
+# job process that import. tests/unit/test_registry.py keeps each built-in backend's executor class here, in
+# __all__ and in the TYPE_CHECKING block, in agreement with the registry.
 _EXPORTS: dict[str, str] = {
     # configuration
     "Config": "nemorun_core.config.buildable",

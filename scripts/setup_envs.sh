@@ -2,6 +2,7 @@
 # Create (or bring up to date) the two test environments:
 #   .venvs/prefect  nemorun[dev,prefect,ssh,docker] + torch (CPU)   under constraints/prefect.txt
 #   .venvs/airflow  nemorun[dev,airflow,ssh,docker]                  under constraints/airflow.txt
+# plus, in both, the test fixture tests/fixtures/nemorun_echo_backend (a third-party executor backend).
 # Prefect 3 and Airflow 3 cannot share one environment (their fastapi/uvicorn ranges break each other at run
 # time), so each side gets its own venv with fully pinned constraints.
 #
@@ -45,7 +46,12 @@ make_venv() {
     "${uv[@]}" venv --quiet --clear --seed --python 3.11 "$dir"
 }
 
-# install_side SIDE EXTRAS: editable install of the project with EXTRAS under the side's constraints.
+# A third-party executor backend (its own distribution, registered through the `nemorun.executors` entry point):
+# the tests prove with it that a backend from another package works everywhere without any edit to nemorun.
+ECHO_BACKEND=tests/fixtures/nemorun_echo_backend
+
+# install_side SIDE EXTRAS: editable install of the project with EXTRAS, and of the echo backend, under the
+# side's constraints.
 install_side() {
     local side=$1 extras=$2
     local venv="$root/.venvs/$side" t
@@ -54,10 +60,12 @@ install_side() {
     # uv only touches what is missing or differs from the pins, so this is the whole idempotency story.
     # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set, nothing would ever be cached and every job
     # process would compile its imports from source (seconds for Fiddle's libcst).
+    # The echo backend goes in the same resolution: its dependency on nemorun is the editable project itself,
+    # and its build backend (hatchling) is the one the project already builds with, so no new download.
     "${uv[@]}" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
-        -c "constraints/$side.txt" -e ".[$extras]"
-    # The project itself is an editable install: compile it too, for the same reason as --compile-bytecode.
-    "$venv/bin/python" -m compileall -q nemorun_core nemorun_prefect nemorun_airflow >/dev/null
+        -c "constraints/$side.txt" -e ".[$extras]" -e "$ECHO_BACKEND"
+    # Both are editable installs: compile them too, for the same reason as --compile-bytecode.
+    "$venv/bin/python" -m compileall -q nemorun_core nemorun_prefect nemorun_airflow "$ECHO_BACKEND" >/dev/null
     log "$side: project + [$extras] ready in $(elapsed "$t") s"
 }
 

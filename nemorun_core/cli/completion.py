@@ -113,7 +113,6 @@ def _trim(cur: str, found: list[str], wordbreaks: str | None) -> list[str]:
 
 def _raw(session: Any, cur: str, prev: str) -> list[str]:
     from nemorun_core.cli.help import OPTIONS
-    from nemorun_core.cli.session import EXECUTORS
 
     if prev in ("--factory", "-f"):
         if cur.startswith("@"):
@@ -122,7 +121,7 @@ def _raw(session: Any, cur: str, prev: str) -> list[str]:
     if prev in _FILE_FLAGS:
         return _files(cur, config_only=False)
     if prev == "--executor":
-        return [e for e in [*EXECUTORS, "none"] if e.startswith(cur)]
+        return [e for e in [*executor_names(), "none"] if e.startswith(cur)]
     if prev == "--completion":
         return [s for s in SHELLS if s.startswith(cur)]
     if prev == "--name":
@@ -138,6 +137,17 @@ def _raw(session: Any, cur: str, prev: str) -> list[str]:
         lhs, _, value = cur.partition("=")
         return [f"{lhs}={v}" for v in _values(session, lhs.rstrip("+-*/"), value)]
     return [p for p in _paths(session) if p.startswith(cur)]
+
+
+def executor_names() -> list[str]:
+    """The backends ``--executor`` accepts, from the registry (built-ins and entry points; aliases are accepted
+    but not offered). Completion must not fail: a broken third-party entry point leaves the built-ins offered."""
+    from nemorun_core.executors import registry
+
+    try:
+        return registry.default().names()
+    except registry.RegistryError:
+        return [entry.name for entry in registry.BUILTINS]
 
 
 def _paths(session: Any) -> list[str]:
@@ -158,12 +168,11 @@ def _values(session: Any, path: str, value: str) -> list[str]:
 
     from nemorun_core.cli import grammar
     from nemorun_core.cli.overrides import dataclass_of, parameters
-    from nemorun_core.cli.session import EXECUTORS
 
     if value.startswith("@"):
         return ["@" + f for f in _files(value[1:])]
     if path == "executor" and "executor" not in parameters(session.target):
-        return [e for e in [*EXECUTORS, "none"] if e.startswith(value)]
+        return [e for e in [*executor_names(), "none"] if e.startswith(value)]
     owner, annotation, name = session.target, None, None
     for seg in path.split("."):
         if annotation is not None:

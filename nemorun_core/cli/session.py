@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import pathlib
+import re
 import sys
 from typing import Any, Optional, Sequence
 
@@ -28,13 +29,12 @@ from nemorun_core.cli.overrides import (
 from nemorun_core.config.buildable import Config, Partial, is_buildable, target_name, unwrap_target
 from nemorun_core.errors import ConfigError, NemorunError, SerializationError, did_you_mean
 
-# ``--executor NAME`` / ``executor=NAME``: module and class, imported only when named.
-EXECUTORS = {
-    "local": ("nemorun_core.executors.local", "LocalExecutor"),
-    "slurm": ("nemorun_core.executors.slurm", "SlurmExecutor"),
-    "docker": ("nemorun_core.executors.docker", "DockerExecutor"),
-}
+# ``--executor NAME`` / ``executor=NAME`` name a backend of the registry (nemorun_core.executors.registry: the
+# built-ins and the ``nemorun.executors`` entry points), whose class is imported only when named; these run the
+# task in this process instead.
 _IN_PROCESS = frozenset({"none", "null", "inline"})
+# What a backend name or alias may look like (``echo-subprocess``): such a bare word names a backend.
+_BACKEND_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # What each executor field that holds a component must configure (their annotations say only ``Any``).
 _ROLES = {"tunnel": "tunnel", "packager": "packager", "launcher": "launcher"}
 _EXAMPLES = {"executor": "nemorun_core.executors.slurm:SlurmExecutor", "tunnel": "nemorun_core.tunnel.ssh:SSHTunnel",
@@ -118,7 +118,10 @@ def check_executor_tree(value: Any, root: str = "executor") -> None:
     into unbuilt configs; building calls every node's target. So every node must be a class of the kind its place
     calls for -- the root an Executor, ``tunnel`` a Tunnel, ``packager`` a Packager, ``launcher`` a launcher (a
     class with ``wrap``) -- and any other node one of those or a settings dataclass of nemorun or of the executor's
-    own package (``SlurmResources``). A function, or any other class, is refused with its path.
+    own package (``SlurmResources``). The executor's packages are the root class's and, when the root is (a
+    subclass of) a registered backend's class -- built in, or from another distribution's ``nemorun.executors``
+    entry point -- that class's: a third-party backend's settings dataclasses build like nemorun's own. A
+    function, or any other class, is refused with its path.
 
     Raises:
         UsageError: a node names something else; the message says what and where.
@@ -127,12 +130,12 @@ def check_executor_tree(value: Any, root: str = "executor") -> None:
 
     if not is_buildable(value):
         return
-    home = (getattr(value.__fn_or_cls__, "__module__", "") or "").split(".")[0]
+    homes = _executor_packages(value.__fn_or_cls__)
     for path, node in buildables(value):
         where = f"{root}.{path}" if path else root
         role = "executor" if not path else _ROLES.get(path.rsplit(".", 1)[-1])
         target = node.__fn_or_cls__
-        if not _fits_role(target, role, home):
+        if not _fits_role(target, role, homes):
             wanted = f"a {role} class" if role else "an executor, tunnel, packager or launcher class or settings " \
                                                     "dataclass"
             raise UsageError(f"{where} configures {_qualified(target)}, which is not {wanted}; nemorun builds an "
@@ -141,7 +144,25 @@ def check_executor_tree(value: Any, root: str = "executor") -> None:
                              f"{_EXAMPLES.get(role or '', _EXAMPLES['executor'])}")
 
 
-def _fits_role(target: Any, role: str | None, home: str) -> bool:
+def _executor_packages(cls: Any) -> frozenset[str]:
+    """The top-level packages whose settings dataclasses an executor config rooted at ``cls`` may hold."""
+    import inspect
+
+    from nemorun_core.executors import registry
+    from nemorun_core.executors.base import Executor
+
+    homes = {(getattr(cls, "__module__", "") or "").split(".")[0]}
+    if inspect.isclass(cls) and issubclass(cls, Executor):
+        try:
+            entry = registry.for_class(cls)
+        except registry.RegistryError:
+            entry = None  # a broken third-party entry point: the root's own package still counts
+        if entry is not None:
+            homes.add(entry.module.split(".")[0])
+    return frozenset(homes)
+
+
+def _fits_role(target: Any, role: str | None, homes: frozenset[str]) -> bool:
     import dataclasses
     import inspect
 
@@ -151,7 +172,7 @@ def _fits_role(target: Any, role: str | None, home: str) -> bool:
 
     if not inspect.isclass(target):
         return False
-    ours = (getattr(target, "__module__", "") or "").split(".")[0] in {"nemorun_core", home}
+    ours = (getattr(target, "__module__", "") or "").split(".")[0] in {"nemorun_core", *homes}
     # Launchers share no base class, only ``wrap`` (see launchers.resolve_launcher): so they must be ours too.
     kinds = {"executor": issubclass(target, Executor), "tunnel": issubclass(target, Tunnel),
              "packager": issubclass(target, Packager), "launcher": ours and callable(getattr(target, "wrap", None))}
@@ -310,8 +331,9 @@ class Session:
             whole = ov.path == ("executor",) and ov.op == "="
             if whole and isinstance(value, LiteralValue) and value.value is None:
                 slot.executor = None
-            elif whole and isinstance(value, BareString) and value.is_identifier and value.text not in factories:
-                slot.executor = self._named_executor(value.text, ov.text)  # ``executor=local``
+            elif whole and isinstance(value, BareString) and value.text not in factories and (
+                    value.is_identifier or _BACKEND_WORD.fullmatch(value.text)):
+                slot.executor = self._named_executor(value.text, ov.text)  # ``executor=local``, an alias
             else:
                 applier.apply(slot, ov)  # ``executor=@file.yaml``, ``executor=my_factory()``, ``executor.x=...``
         value = slot.__arguments__.get("executor")
@@ -326,18 +348,15 @@ class Session:
         return value
 
     def _named_executor(self, name: str, where: str) -> Any:
-        key = name.lower()
-        if key in _IN_PROCESS:
-            return None
-        if key not in EXECUTORS:
-            hint = did_you_mean(key, list(EXECUTORS)).lstrip("; ")
-            raise UsageError(f"unknown executor {name!r} in {where}",
-                             hint or
-                             f"known executors: {', '.join(EXECUTORS)}; or executor=@executor.yaml, or none")
-        import importlib
+        from nemorun_core.executors import registry
 
-        module, cls = EXECUTORS[key]
-        return Config(getattr(importlib.import_module(module), cls))
+        if name.lower() in _IN_PROCESS:
+            return None
+        try:
+            return Config(registry.get(name).load())
+        except registry.RegistryError as exc:
+            more = "; or executor=@executor.yaml, or none" if exc.reason.startswith("unknown executor") else ""
+            raise UsageError(f"{exc.reason} in {where}", exc.hint + more) from None
 
     def _check(self, cfg: Partial) -> None:
         _raise_if_missing(missing_required(cfg))

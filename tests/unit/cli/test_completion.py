@@ -57,7 +57,8 @@ def test_values_after_equals(session):
     assert complete(session, "model=") == ["model=my_model"]
     assert complete(session, "model=my") == ["model=my_model"]
     assert complete(session, "debug=") == ["debug=false", "debug=true"]
-    assert complete(session, "executor=") == ["executor=docker", "executor=local", "executor=none", "executor=slurm"]
+    # the built-ins, plus the backends installed packages register (the test envs have tests/fixtures' echo)
+    assert complete(session, "executor=") == [f"executor={n}" for n in _backends("docker", "local", "none", "slurm")]
     assert complete(session, "model.hidden_size=") == []
     s = Session(everything, info_of(everything), prog="train.py")
     assert candidates(s, 1, ["train.py", "precision="]) == ["precision=BF16", "precision=FP32"]
@@ -74,7 +75,7 @@ def test_files_after_at(session, tmp_path, monkeypatch):
     assert complete(session, "--factory", "@c") == ["@configs/"]
     assert complete(session, "--factory", "") == ["quick"]
     assert complete(session, "--to-yaml", "configs/") == ["configs/base.yaml", "configs/notes.txt"]
-    assert complete(session, "--executor", "") == ["docker", "local", "none", "slurm"]
+    assert complete(session, "--executor", "") == _backends("docker", "local", "none", "slurm")
 
 
 def test_bash_wordbreak_trimming(session, monkeypatch):
@@ -139,3 +140,10 @@ def test_complete_flag_prints_candidates(capsys, session):
     with isolated_registry():
         run.cli.main(train_model, ["--complete", "1", "train.py", "--dry"])
     assert capsys.readouterr().out == "--dryrun\n"
+
+
+def _backends(*builtin: str) -> list[str]:
+    """``builtin`` and the names of the backends that other installed distributions register, sorted."""
+    from nemorun_core.executors import registry
+
+    return sorted([*builtin, *(e.name for e in registry.entries() if not e.builtin)])
