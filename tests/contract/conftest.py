@@ -39,6 +39,7 @@ class Backend:
         calls: a context manager counting this backend's calls while it is open (``with calls() as n: ... n()``).
         untouched: a context manager asserting that nothing changed on the service or on disk while it was open.
         jobs_with_key: how many jobs the backend holds for a key (to show a second submit started none).
+        own: the job's own lines of a log (a backend may add lines of its own to a job's log).
     """
 
     name: str
@@ -48,6 +49,9 @@ class Backend:
     calls: Callable[[], ContextManager[Callable[[], int]]]
     untouched: Callable[[Job], ContextManager[None]]
     jobs_with_key: Callable[[str], int]
+    #: The job's own lines of a log, without lines the backend adds itself (a banner, a summary): the identity for
+    #: backends that add none.
+    own: Callable[[Any], list[str]] = list
     submitted: list[tuple[Executor, JobHandle]] = dataclasses.field(default_factory=list)
 
     def submit(self, ex: Executor, job: Job) -> JobHandle:
@@ -251,8 +255,45 @@ def _slurm() -> Backend:
     return Backend("slurm", make, job, unknown, calls, untouched, jobs_with_key)
 
 
+# -- a third-party backend (tests/fixtures/nemorun_echo_backend, found through the registry's entry point) -----
+def _echo(tmp_path: str, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    from nemorun_core.executors import registry
+
+    local = _local(tmp_path, monkeypatch)  # same machine, same ways to observe it: processes and files
+    echo_class = registry.get("echo").load()
+
+    def make(**kw: Any) -> Executor:
+        return echo_class(**{"cancel_grace_s": 60.0, **kw})
+
+    def unknown() -> JobHandle:
+        return JobHandle.create("echo", "4194999", _key("ghost"), os.path.join(tmp_path, "no-such-job"), start="1")
+
+    def jobs_with_key(key: str) -> int:
+        """Supervisors carrying the key: processes with the key whose parent does not have it (each job's
+        supervisor and its task are in sessions of their own, so process groups would count two per job)."""
+        keyed, parents = set(), {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if f"NEMORUN_JOB_KEY={key}".encode() in env and stat[0] not in "ZX":
+                keyed.add(pid)
+                parents[pid] = stat[1]
+        return sum(1 for pid in keyed if parents[pid] not in keyed)
+
+    def own(lines: Any) -> list[str]:
+        return [line for line in lines if not line.startswith("[echo] ")]  # its banner and its end-of-job line
+
+    return Backend("echo", make, local.job, unknown, local.calls, local.untouched, jobs_with_key, own)
+
+
 BACKENDS = {
     "local": pytest.param("local", marks=pytest.mark.local),
+    "echo": pytest.param("echo", marks=pytest.mark.local),
     "docker": pytest.param("docker", marks=pytest.mark.docker),
     "slurm": pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.ssh]),
 }
@@ -263,7 +304,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.M
     """Each backend of the suite against its real service; every job a test submitted is cancelled after it."""
     monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
     name = request.param
-    made = {"local": lambda: _local(str(tmp_path), monkeypatch), "docker": lambda: _docker(str(tmp_path)),
+    made = {"local": lambda: _local(str(tmp_path), monkeypatch), "echo": lambda: _echo(str(tmp_path), monkeypatch),
+            "docker": lambda: _docker(str(tmp_path)),
             "slurm": _slurm}[name]()
     yield made
     for ex, handle in made.submitted:
