@@ -1,16 +1,26 @@
-"""``NemorunSSHHook``: an Airflow ``ssh`` connection as a nemorun :class:`~nemorun_core.SSHTunnel`.
+"""Airflow connections as nemorun credentials, by kind: one ``connections={slot: conn_id}`` mapping for any executor.
 
-Users keep their cluster logins where Airflow keeps connections (the metadata database, a secrets backend,
-``AIRFLOW_CONN_<ID>`` variables) in the SSH provider's format, and hand the connection id to the operator::
+An executor declares the credentials it takes as slots (``run.SlurmExecutor``: slot ``"ssh"``, an SSH login filling
+its ``tunnel``; see :mod:`nemorun_core.credentials`). Operators, the sensor and the trigger take
+``connections={slot: conn_id}`` and :func:`resolve_credentials` fills each slot from its connection, chosen by the
+connection's TYPE, whatever the executor:
+
+* ``ssh`` -> an SSH login (:class:`NemorunSSHHook`; the SSH provider's format, so existing connections work);
+* ``nemorun_token`` -> a bearer token or an API key (:class:`NemorunTokenHook`; the token in the Password field);
+* ``nemorun_kubeconfig`` -> a kubeconfig (:class:`NemorunKubeconfigHook`; the document in the Password field).
+
+``ssh_conn_id="x"`` is ``connections={"ssh": "x"}``. Users keep the connections where Airflow keeps them (the
+metadata database, a secrets backend, ``AIRFLOW_CONN_<ID>`` variables)::
 
     AIRFLOW_CONN_SLURM_LOGIN='{"conn_type": "ssh", "host": "login.cluster.org", "login": "me", "port": 22,
                                "extra": {"private_key": "-----BEGIN OPENSSH PRIVATE KEY-----...",
                                          "host_key": "ssh-ed25519 AAAA...", "job_dir": "/scratch/me/runs"}}'
 
-The tunnel it returns never holds a secret: key text and passphrase are put in this process's environment under
-names derived from the connection id (:func:`nemorun_core.secrets.hold_in_env`), and the tunnel keeps only those
-names, so its serialized config can go into XCom, trigger kwargs and the nemorun store. Every process that follows
-the job (the worker, the triggerer) builds the tunnel from the connection again.
+Nothing resolved holds a secret in a form nemorun writes down: an SSH key and passphrase are put in this process's
+environment under names derived from the connection id (:func:`nemorun_core.secrets.hold_in_env`) and the tunnel
+keeps only those names; a token, a key or a kubeconfig becomes a ``run.Secret`` in the executor, redacted wherever
+it is serialized. So the executor's config can go into XCom, trigger kwargs and the nemorun store; every process
+that follows the job (the worker, the triggerer) resolves the connections again.
 """
 
 from __future__ import annotations
@@ -19,13 +29,16 @@ import base64
 import binascii
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from airflow.sdk import BaseHook
 
+from nemorun_core.credentials import (APIKey, BearerToken, Credential, CredentialKind, CredentialSlot, Kubeconfig,
+                                      SSHCredential, slot_of)
 from nemorun_core.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
+    from nemorun_core.executors.base import Executor
     from nemorun_core.tunnel.ssh import SSHTunnel
 
 # The SSH provider's extras that mean the same here, plus nemorun's own (job_dir, known_hosts).
@@ -40,7 +53,41 @@ _FALSE = ("false", "0", "no", "off", "")
 
 
 class ConnectionConfigError(ConfigError):
-    """An Airflow connection cannot become an SSH tunnel; the message names the connection id and the field."""
+    """An Airflow connection cannot become a nemorun credential; the message names the connection id and the field
+    (and, for a slot, the slot and the connection type it takes)."""
+
+
+#: The connection type that fills a slot of each kind.
+KIND_CONNECTION_TYPES: Mapping[CredentialKind, str] = {
+    CredentialKind.SSH: "ssh",
+    CredentialKind.BEARER_TOKEN: "nemorun_token",
+    CredentialKind.API_KEY: "nemorun_token",
+    CredentialKind.KUBECONFIG: "nemorun_kubeconfig",
+}
+
+
+def _declared(conn_type: str) -> dict[str, Any]:
+    from nemorun_airflow import PROVIDER_CONNECTION_TYPES
+
+    return next(c for c in PROVIDER_CONNECTION_TYPES if c["connection-type"] == conn_type)
+
+
+def _ui_field_behaviour(conn_type: str) -> dict[str, Any]:
+    """Hidden, relabeled and placeholder fields of the form of ``conn_type``, as declared in the provider info."""
+    behaviour = _declared(conn_type)["ui-field-behaviour"]
+    return {"hidden_fields": list(behaviour["hidden-fields"]), "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"])}
+
+
+def _form_widgets(conn_type: str) -> dict[str, Any]:
+    """The extra fields of the form of ``conn_type`` as wtforms fields, from the same declaration."""
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import StringField
+
+    return {name: StringField(lazy_gettext(field["label"]), widget=BS3TextFieldWidget(),
+                              description=field["description"])
+            for name, field in _declared(conn_type)["conn-fields"].items()}
 
 
 class NemorunSSHHook(BaseHook):
@@ -74,6 +121,10 @@ class NemorunSSHHook(BaseHook):
         super().__init__(**kwargs)
         self.ssh_conn_id = ssh_conn_id
 
+    def get_credential(self, job_dir: str | None = None) -> SSHCredential:
+        """The login as a credential value (reads the connection). ``job_dir``: as for :meth:`get_tunnel`."""
+        return ssh_credential(self.get_connection(self.ssh_conn_id), job_dir)
+
     def get_tunnel(self, job_dir: str | None = None) -> "SSHTunnel":
         """The tunnel for this connection (reads the connection; writes a known_hosts file for ``host_key``).
 
@@ -84,10 +135,10 @@ class NemorunSSHHook(BaseHook):
             ConnectionConfigError: a missing or invalid field, naming the connection id and the field to fix.
             AirflowNotFoundException: no connection with this id.
         """
-        return tunnel_from_connection(self.get_connection(self.ssh_conn_id), job_dir)
+        return self.get_credential(job_dir).field_value()
 
     async def aget_tunnel(self, job_dir: str | None = None) -> "SSHTunnel":
-        """:meth:`get_tunnel` for async code (the triggerer): the connection is read without blocking the loop."""
+        """:meth:`get_tunnel` for async code: the connection is read without blocking the loop."""
         import asyncio
 
         conn = await self.aget_connection(self.ssh_conn_id)
@@ -107,17 +158,107 @@ class NemorunSSHHook(BaseHook):
         return True, f"connected to {tunnel.address}"
 
 
-def tunnel_from_connection(conn: Any, job_dir: str | None = None) -> "SSHTunnel":
-    """Build the tunnel from an Airflow ``Connection`` object (see :class:`NemorunSSHHook` for the fields).
+class NemorunTokenHook(BaseHook):
+    """A ``nemorun_token`` connection: a bearer token or an API key, for executors whose backend takes one.
+
+    Connection fields: the Password field holds the token (without ``Bearer``) or the key; the extra ``header``
+    names the HTTP header an API key is sent in, when the backend lets one choose. Nothing else is used.
+
+    Args:
+        nemorun_conn_id: the connection id.
+    """
+
+    conn_name_attr = "nemorun_conn_id"
+    default_conn_name = "nemorun_token_default"
+    conn_type = "nemorun_token"
+    hook_name = "Token or API key (nemorun)"
+
+    # The form in Airflow's UI. Airflow 3.2+ reads it from the provider info (``conn-fields``,
+    # ``ui-field-behaviour``) without importing the hook; earlier versions call these two.
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return _ui_field_behaviour(cls.conn_type)
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        return _form_widgets(cls.conn_type)
+
+    def __init__(self, nemorun_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nemorun_conn_id = nemorun_conn_id
+
+    def get_credential(self, kind: CredentialKind = CredentialKind.BEARER_TOKEN) -> BearerToken | APIKey:
+        """The connection as a :class:`~nemorun_core.credentials.BearerToken` or an
+        :class:`~nemorun_core.credentials.APIKey` (``kind``). Raises ConnectionConfigError naming the field."""
+        return token_credential(self.get_connection(self.nemorun_conn_id), kind)
+
+    def get_conn(self) -> BearerToken | APIKey:
+        return self.get_credential()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection's fields (nemorun does not call a backend from here: which one is the executor's)."""
+        try:
+            self.get_credential(CredentialKind.API_KEY)
+        except Exception as exc:
+            return False, str(exc)
+        return True, "the token is set and well-formed"
+
+
+class NemorunKubeconfigHook(BaseHook):
+    """A ``nemorun_kubeconfig`` connection: a kubeconfig document, for executors that reach Kubernetes.
+
+    Connection fields: the Password field holds the kubeconfig (JSON, as ``kubectl config view --raw --minify -o
+    json`` prints it, pastes on one line; YAML works where line breaks survive: ``AIRFLOW_CONN_*``, the CLI, a
+    secrets backend); the extra ``context`` picks its context (default: its ``current-context``).
+
+    Args:
+        nemorun_conn_id: the connection id.
+    """
+
+    conn_name_attr = "nemorun_conn_id"
+    default_conn_name = "nemorun_kubeconfig_default"
+    conn_type = "nemorun_kubeconfig"
+    hook_name = "Kubeconfig (nemorun)"
+
+    # The form in Airflow's UI. Airflow 3.2+ reads it from the provider info (``conn-fields``,
+    # ``ui-field-behaviour``) without importing the hook; earlier versions call these two.
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return _ui_field_behaviour(cls.conn_type)
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        return _form_widgets(cls.conn_type)
+
+    def __init__(self, nemorun_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nemorun_conn_id = nemorun_conn_id
+
+    def get_credential(self) -> Kubeconfig:
+        """The connection as a :class:`~nemorun_core.credentials.Kubeconfig`. Raises ConnectionConfigError."""
+        return kubeconfig_credential(self.get_connection(self.nemorun_conn_id))
+
+    def get_conn(self) -> Kubeconfig:
+        return self.get_credential()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check that the document is a kubeconfig with the context (no cluster is called from here)."""
+        try:
+            credential = self.get_credential()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"a kubeconfig with context {credential.context or 'its current-context'}"
+
+
+# -- connections -> credential values ----------------------------------------------------------------------------------
+def ssh_credential(conn: Any, job_dir: str | None = None) -> SSHCredential:
+    """The SSH login of an Airflow ``ssh`` ``Connection`` (see :class:`NemorunSSHHook` for the fields).
 
     Raises:
         ConnectionConfigError: naming the connection id and the field or extra to fix.
     """
-    from nemorun_core.secrets import hold_in_env
-    from nemorun_core.tunnel.ssh import SSHTunnel
-
     cid = conn.conn_id
-    extra = _extras(conn)
+    extra = _extras(conn, SUPPORTED_EXTRAS, IGNORED_EXTRAS)
     if not conn.host:
         raise ConnectionConfigError(f"connection {cid!r} has no host: set its Host field to the login node's name")
     if not conn.login:
@@ -140,14 +281,14 @@ def tunnel_from_connection(conn: Any, job_dir: str | None = None) -> "SSHTunnel"
             f"connection {cid!r}: the extra 'allow_host_key_change' is not supported (nemorun refuses a changed "
             "host key): remove it, and put the host's new key in the extra 'host_key'")
 
-    owner = f"airflow-conn-{cid}"
-    kwargs: dict[str, Any] = {"port": int(conn.port or 22)}
+    port = int(conn.port or 22)
+    kwargs: dict[str, Any] = {}
     if extra.get("private_key"):
-        kwargs["identity_env"] = hold_in_env(owner, "private_key", _key_text(str(extra["private_key"])))
+        kwargs["private_key"] = str(extra["private_key"])
     elif extra.get("key_file"):
-        kwargs["identity"] = str(extra["key_file"])
+        kwargs["key_file"] = str(extra["key_file"])
     if extra.get("private_key_passphrase"):
-        kwargs["passphrase_env"] = hold_in_env(owner, "private_key_passphrase", str(extra["private_key_passphrase"]))
+        kwargs["passphrase"] = str(extra["private_key_passphrase"])
     timeout = extra.get("conn_timeout", extra.get("timeout"))
     if timeout not in (None, ""):
         kwargs["timeout"] = _number(cid, "conn_timeout" if "conn_timeout" in extra else "timeout", timeout)
@@ -156,24 +297,173 @@ def tunnel_from_connection(conn: Any, job_dir: str | None = None) -> "SSHTunnel"
     if "compress" in extra:
         kwargs["compression"] = _flag(cid, extra, "compress", False)
     if extra.get("host_key"):
-        kwargs["known_hosts"] = _write_known_hosts(cid, conn.host, kwargs["port"], str(extra["host_key"]))
+        kwargs["known_hosts"] = _write_known_hosts(cid, conn.host, port, str(extra["host_key"]))
     elif _flag(cid, extra, "no_host_key_check", False):
         kwargs["known_hosts"] = _known_hosts_path(cid)
         kwargs["host_key_policy"] = "accept-new"
     elif extra.get("known_hosts"):
         kwargs["known_hosts"] = str(extra["known_hosts"])
-    return SSHTunnel(host=conn.host, user=conn.login, job_dir=str(job_dir), **kwargs)
+    return _made(cid, SSHCredential, host=conn.host, user=conn.login, job_dir=str(job_dir), port=port,
+                 source=f"airflow-conn-{cid}", **kwargs)
 
 
-def _extras(conn: Any) -> dict[str, Any]:
+def tunnel_from_connection(conn: Any, job_dir: str | None = None) -> "SSHTunnel":
+    """The tunnel of an Airflow ``ssh`` ``Connection``: :func:`ssh_credential`'s value."""
+    return ssh_credential(conn, job_dir).field_value()
+
+
+_TOKEN_EXTRAS = ("header", "extra__nemorun_token__header")
+_KUBECONFIG_EXTRAS = ("context", "extra__nemorun_kubeconfig__context")
+
+
+def token_credential(conn: Any, kind: CredentialKind = CredentialKind.BEARER_TOKEN) -> BearerToken | APIKey:
+    """The bearer token or API key of a ``nemorun_token`` ``Connection`` (see :class:`NemorunTokenHook`).
+
+    Raises:
+        ConnectionConfigError: naming the connection id and the field to fix.
+    """
+    cid = conn.conn_id
+    extra = _extras(conn, _TOKEN_EXTRAS)
+    if not conn.password:
+        raise ConnectionConfigError(f"connection {cid!r} has no token: put the token (or API key) in its Password "
+                                    "field")
+    if kind is CredentialKind.API_KEY:
+        header = extra.get("header") or extra.get("extra__nemorun_token__header") or None
+        return _made(cid, APIKey, key=conn.password, header=header)
+    return _made(cid, BearerToken, token=conn.password)
+
+
+def kubeconfig_credential(conn: Any) -> Kubeconfig:
+    """The kubeconfig of a ``nemorun_kubeconfig`` ``Connection`` (see :class:`NemorunKubeconfigHook`).
+
+    Raises:
+        ConnectionConfigError: naming the connection id and the field to fix (never quoting the document).
+    """
+    cid = conn.conn_id
+    extra = _extras(conn, _KUBECONFIG_EXTRAS)
+    if not conn.password:
+        raise ConnectionConfigError(f"connection {cid!r} has no kubeconfig: put the document in its Password field "
+                                    "(`kubectl config view --raw --minify -o json`)")
+    context = extra.get("context") or extra.get("extra__nemorun_kubeconfig__context") or None
+    return _made(cid, Kubeconfig, text=conn.password, context=context)
+
+
+_FIELDS = {"private_key": "extra 'private_key'", "passphrase": "extra 'private_key_passphrase'",
+           "token": "Password field", "key": "Password field", "text": "Password field", "header": "extra 'header'",
+           "context": "extra 'context'", "host": "Host field", "user": "Login field", "port": "Port field"}
+
+
+def _made(cid: str, cls: type[Credential], **fields: Any) -> Any:
+    """``cls(**fields)``, its errors told as the connection's (which field of connection ``cid`` to fix)."""
+    try:
+        return cls(**fields)
+    except ConfigError as exc:
+        path = exc.path or ""
+        field = path.rpartition(".")[2]
+        message = str(exc)[len(path) + 2:] if path and str(exc).startswith(path + ": ") else str(exc)
+        where = _FIELDS.get(field, f"extra {field!r}")
+        raise ConnectionConfigError(f"connection {cid!r}, {where}: {message}") from None
+
+
+def credential_from_connection(conn: Any, slot: CredentialSlot, job_dir: str | None = None) -> Credential:
+    """The credential of ``conn`` for ``slot``, chosen by the connection's type.
+
+    Args:
+        conn: an Airflow ``Connection``.
+        slot: the executor's slot it fills.
+        job_dir: for an SSH slot, the job directory that wins over the connection's ``job_dir`` extra.
+
+    Raises:
+        ConnectionConfigError: the connection is of another type than the slot's kind takes (naming the slot, the
+            connection id and the type expected), or its fields are unusable.
+    """
+    expected = KIND_CONNECTION_TYPES[slot.kind]
+    if conn.conn_type != expected:
+        raise ConnectionConfigError(
+            f"slot {slot.name!r} takes a {slot.kind.value} credential, but connection {conn.conn_id!r} is of type "
+            f"{conn.conn_type!r}: give a connection of type {expected!r}")
+    if slot.kind is CredentialKind.SSH:
+        return ssh_credential(conn, job_dir)
+    if slot.kind is CredentialKind.KUBECONFIG:
+        return kubeconfig_credential(conn)
+    return token_credential(conn, slot.kind)
+
+
+# -- executors ---------------------------------------------------------------------------------------------------------
+def connection_mapping(executor: "Executor", connections: Mapping[str, str] | None = None,
+                       ssh_conn_id: str | None = None, *, path: str = "") -> dict[str, str]:
+    """The checked ``{slot: conn_id}`` mapping of an operator, a sensor or a trigger. Pure: reads no connection.
+
+    Args:
+        executor: the executor whose slots the connections fill.
+        connections: slot name -> Airflow connection id.
+        ssh_conn_id: the ``"ssh"`` slot under its earlier name: ``ssh_conn_id="x"`` is ``connections={"ssh": "x"}``.
+        path: what errors are prefixed with (the task id).
+
+    Raises:
+        ConfigError: not a mapping of names to connection ids, a slot the executor does not declare, or the
+            ``"ssh"`` slot given both ways.
+    """
+    where = f"{path}.connections" if path else "connections"
+    if connections is None:
+        connections = {}
+    if not isinstance(connections, Mapping):
+        raise ConfigError(f"must be a dict of slot name -> connection id ({{'ssh': 'slurm_login'}}), not "
+                          f"{type(connections).__name__}", path=where)
+    mapping = dict(connections)
+    name = type(executor).__name__
+    if ssh_conn_id:
+        if not any(slot.name == "ssh" for slot in type(executor).credential_slots):
+            have = ", ".join(repr(s.name) for s in type(executor).credential_slots) or "none"
+            raise ConfigError(f"ssh_conn_id={ssh_conn_id!r} was given, but {name} does not reach its jobs through a "
+                              f"tunnel (it has no credential slot 'ssh'; its slots: {have}): drop ssh_conn_id, or "
+                              "use run.SlurmExecutor", path=f"{path}.ssh_conn_id" if path else "ssh_conn_id")
+        if mapping.get("ssh", ssh_conn_id) != ssh_conn_id:
+            raise ConfigError(f"the 'ssh' slot is given twice (ssh_conn_id={ssh_conn_id!r} and connections['ssh']="
+                              f"{mapping['ssh']!r}): keep one", path=where)
+        mapping["ssh"] = ssh_conn_id
+    for slot_name, conn_id in mapping.items():
+        slot_of(executor, str(slot_name), path=f"{where}.{slot_name}")
+        if not isinstance(conn_id, str) or not conn_id:
+            raise ConfigError(f"must be an Airflow connection id, not {conn_id!r}", path=f"{where}.{slot_name}")
+    return mapping
+
+
+def resolve_credentials(executor: "Executor", connections: Mapping[str, str] | None) -> "Executor":
+    """A copy of ``executor`` with each slot filled from its Airflow connection (``executor`` itself without any).
+
+    Reads each connection (blocking: call it through ``asyncio.to_thread`` in a trigger), builds the credential its
+    TYPE gives (:func:`credential_from_connection`) and hands them to ``executor.with_credentials``. For an SSH slot
+    the job directory is the one of the tunnel the executor already has, else the connection's ``job_dir`` extra.
+
+    Raises:
+        ConfigError: a slot the executor does not declare.
+        ConnectionConfigError: a connection of the wrong type for its slot, or with unusable fields.
+        AirflowNotFoundException: no connection with an id.
+    """
+    from nemorun_core.tunnel.ssh import SSHTunnel
+
+    mapping = connection_mapping(executor, connections)
+    credentials: dict[str, Credential] = {}
+    for slot_name, conn_id in mapping.items():
+        slot = slot_of(executor, slot_name, path=f"connections.{slot_name}")
+        job_dir = None
+        if slot.kind is CredentialKind.SSH:
+            current = getattr(executor, slot.field)  # the field the slot declares
+            job_dir = current.job_dir if isinstance(current, SSHTunnel) else None
+        credentials[slot_name] = credential_from_connection(BaseHook.get_connection(conn_id), slot, job_dir)
+    return executor.with_credentials(credentials) if credentials else executor
+
+
+def _extras(conn: Any, supported: tuple[str, ...], ignored: tuple[str, ...] = ()) -> dict[str, Any]:
     try:
         extra = dict(conn.extra_dejson or {})
     except Exception as exc:  # extra_dejson logs and returns {} on bad JSON in some versions; be explicit
         raise ConnectionConfigError(f"connection {conn.conn_id!r}: its extra is not a JSON object ({exc})") from None
-    unknown = sorted(set(extra) - set(SUPPORTED_EXTRAS) - set(IGNORED_EXTRAS))
+    unknown = sorted(set(extra) - set(supported) - set(ignored))
     if unknown:
         name = unknown[0]
-        hint = did_you_mean(name, SUPPORTED_EXTRAS) or f"; supported extras: {', '.join(SUPPORTED_EXTRAS)}"
+        hint = did_you_mean(name, supported) or f"; supported extras: {', '.join(supported)}"
         raise ConnectionConfigError(f"connection {conn.conn_id!r}: unknown extra {name!r}{hint}")
     return extra
 
@@ -199,14 +489,6 @@ def _number(cid: str, name: str, value: Any, *, zero_ok: bool = False) -> float:
         raise ConnectionConfigError(f"connection {cid!r}: extra {name!r} must be a positive number of seconds, "
                                     f"not {value!r}")
     return number
-
-
-def _key_text(text: str) -> str:
-    # Keys pasted into a JSON extra often arrive with literal "\n" sequences instead of line breaks.
-    text = text.strip()
-    if "\n" not in text and "\\n" in text:
-        text = text.replace("\\n", "\n")
-    return text + "\n"
 
 
 def _known_hosts_path(cid: str) -> str:
@@ -240,32 +522,6 @@ def _write_known_hosts(cid: str, host: str, port: int, host_key: str) -> str:
     return path
 
 
-def connect_executor(executor: Any, ssh_conn_id: str | None, tunnel: "SSHTunnel | None" = None) -> Any:
-    """A copy of ``executor`` whose tunnel comes from connection ``ssh_conn_id`` (``executor`` itself without one).
-
-    The job directory is the executor's own when it already has an ``SSHTunnel``, else the connection's ``job_dir``
-    extra. Pass ``tunnel`` when it was already built (by :meth:`NemorunSSHHook.aget_tunnel`).
-
-    Raises:
-        ConnectionConfigError: the executor has no tunnel (it does not run jobs over SSH), or the connection is
-            unusable.
-    """
-    if not ssh_conn_id:
-        return executor
-    if not hasattr(executor, "tunnel"):
-        raise ConnectionConfigError(
-            f"ssh_conn_id={ssh_conn_id!r} was given, but {type(executor).__name__} does not reach its jobs through a "
-            "tunnel: drop ssh_conn_id, or use an executor with a tunnel (run.SlurmExecutor)")
-    executor = executor.clone()
-    if tunnel is None:
-        tunnel = NemorunSSHHook(ssh_conn_id).get_tunnel(job_dir=own_job_dir(executor))
-    executor.tunnel = tunnel
-    return executor
-
-
-def own_job_dir(executor: Any) -> str | None:
-    """The job directory of the executor's own SSH tunnel, if it has one (it wins over the connection's extra)."""
-    from nemorun_core.tunnel.ssh import SSHTunnel
-
-    current = getattr(executor, "tunnel", None)
-    return current.job_dir if isinstance(current, SSHTunnel) else None
+__all__ = ["ConnectionConfigError", "KIND_CONNECTION_TYPES", "NemorunKubeconfigHook", "NemorunSSHHook",
+           "NemorunTokenHook", "connection_mapping", "credential_from_connection", "kubeconfig_credential",
+           "resolve_credentials", "ssh_credential", "token_credential", "tunnel_from_connection"]

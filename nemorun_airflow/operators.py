@@ -7,7 +7,7 @@
         task_id="train",
         task=run.Partial(train_fn, lr=3e-4),
         executor=run.SlurmExecutor(partition="a100", account="dept", time="04:00:00"),
-        ssh_conn_id="slurm_login",                     # the executor's tunnel comes from this Airflow connection
+        connections={"ssh": "slurm_login"},            # the executor's "ssh" slot (its tunnel) from this connection
         overrides=["data.date={{ dag_run.run_after | ds }}", "lr={{ params.lr }}"],
         deferrable=True,
     )
@@ -21,7 +21,15 @@ attempt number. A retried or cleared task first looks for its job, the way Airfl
 the handle kept in the task state store is asked for its status (running or pending: follow it; succeeded: return its
 result without running again; failed, cancelled or gone: submit a fresh job under the next attempt's key), and
 ``executor.find`` by key covers what the store cannot: a worker that died between submitting and recording the
-handle, and Airflow versions without a task state store.
+handle, and Airflow versions without a task state store. Submitting, re-attaching and the record (written to the task
+state store before the submission and again with the handle) are :func:`nemorun_core.orchestration.attach_or_submit`.
+
+The rule for a clear: "a retry re-attaches to a running job", and a clear is treated as a retry, deferred or not.
+Clearing a running (synchronous) task makes Airflow kill its try; ``on_kill`` then reads the task instance's state,
+sees ``restarting`` and leaves the job running, and the new try re-attaches to it (a deliberate re-run of a
+finished job is a new DAG run, or clearing after the job ended: a failed job gets a fresh attempt). Any other kill
+(marked failed or success, run marked failed, ``execution_timeout``, worker shutdown) cancels the job, also when it
+comes between the submission and the hand-over of a deferral to the triggerer.
 
 The mixin itself is not inherited: its ``execute_resumable`` submits and polls in one synchronous call (no place to
 defer to the triggerer), resubmits under the same external id space (nemorun needs a new key per attempt, or the
@@ -33,8 +41,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -42,17 +48,21 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from nemorun_core import orchestration
 from nemorun_core.errors import ConfigError, ExperimentError
 from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
-from nemorun_core.jobfiles import JobFiles
+from nemorun_core.executors.jobkey import JobKey
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from nemorun_core.experiment.tasks import TaskSpec
 
-#: Key of the task state store entry that holds ``{"attempt": n, "handle": {...}}`` of the task instance's job.
+#: Key of the task state store entry that holds ``{"attempt": n, "key": "...", "handle": {...} or None}`` of the
+#: task instance's job (``handle`` None: recorded just before its submission).
 STATE_KEY = "nemorun_job"
+#: The orchestrator's name in job directories: ``$NEMORUN_HOME/airflow/...``.
+ORCHESTRATOR = "airflow"
 #: Default limit for the task's return value in XCom (JSON bytes); larger values are left in the job directory.
 XCOM_RESULT_MAX_BYTES = 64 * 1024
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -67,16 +77,14 @@ def job_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, attempt
     """
     digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:8]
     task = _slug(task_id, 60) + (f"-{map_index}" if map_index is not None and map_index >= 0 else "")
-    return f"airflow-{_slug(dag_id, 60)}-{_slug(run_id, 60)}-{digest}/{task}/{int(attempt)}"
+    return str(JobKey(f"airflow-{_slug(dag_id, 60)}-{_slug(run_id, 60)}-{digest}", task, int(attempt)))
 
 
-def job_dir_for(key: str) -> str:
+def job_dir_for(key: str | JobKey) -> str:
     """Where the job's local files live: ``$NEMORUN_HOME/airflow/<run part>/<task part>[/attempt-N]``."""
-    from nemorun_core.experiment.jobref import attempt_dir
     from nemorun_core.home import default_home
 
-    run_part, task_part, _ = key.split("/")
-    return attempt_dir(os.path.join(default_home(), "airflow", run_part, task_part), key)
+    return orchestration.job_dir(default_home(), ORCHESTRATOR, key)
 
 
 def _slug(text: str, limit: int) -> str:
@@ -89,9 +97,10 @@ class NemorunOperator(BaseOperator):
     Args:
         task: what to run: ``run.Partial`` (built, then called), ``run.Config`` (built) or ``run.Script``.
         executor: where to run it (default ``run.LocalExecutor()``).
-        ssh_conn_id: an Airflow ``ssh`` connection; the executor's tunnel is built from it (see
-            :class:`~nemorun_airflow.hooks.NemorunSSHHook`) in every process that reaches the job, so no key is ever
-            stored with the DAG, in XCom or in trigger kwargs.
+        connections: the executor's credential slots -> Airflow connection ids (``{"ssh": "slurm_login"}``), each
+            resolved by its connection type (:func:`~nemorun_airflow.hooks.resolve_credentials`) in every process
+            that reaches the job, so no secret is ever stored with the DAG, in XCom or in trigger kwargs.
+        ssh_conn_id: the ``"ssh"`` slot under its earlier name: ``ssh_conn_id="x"`` is ``connections={"ssh": "x"}``.
         name: the job's name (default: the task id).
         overrides: ``path=value`` overrides in the ``nemorun`` command-line grammar, applied to ``task`` before
             submission; templated (``"data.date={{ dag_run.run_after | ds }}"``: ``ds`` exists only in runs with
@@ -120,6 +129,7 @@ class NemorunOperator(BaseOperator):
         task: Any,
         executor: Executor | None = None,
         ssh_conn_id: str | None = None,
+        connections: Mapping[str, str] | None = None,
         name: str | None = None,
         overrides: Sequence[str] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -136,14 +146,20 @@ class NemorunOperator(BaseOperator):
         super().__init__(executor=airflow_executor, **kwargs)
         checked = _check_arguments(self.task_id, task=task, executor=executor, ssh_conn_id=ssh_conn_id, name=name,
                                    overrides=overrides, poll_interval=poll_interval,
-                                   xcom_result_max_bytes=xcom_result_max_bytes)
+                                   xcom_result_max_bytes=xcom_result_max_bytes, connections=connections)
         self.job_task, self.job_executor, self.job_name, self.overrides = checked
         self.ssh_conn_id = ssh_conn_id
+        from nemorun_airflow.hooks import connection_mapping
+
+        self.connections = connection_mapping(self.job_executor, connections, ssh_conn_id, path=self.task_id)
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
         self.xcom_result_max_bytes = xcom_result_max_bytes
         self.references = dict(references or {})
         self._following: tuple[Executor, JobHandle] | None = None
+        self._instance: tuple[str, str, str, int] | None = None
+        # (executor, key, job dir) of a submission in flight: a kill during it finds the job by key.
+        self._submitting: tuple[Executor, JobKey, str] | None = None
 
     @classmethod
     def partial(cls, *, task_id: str, task: Any, executor: Executor | None = None,
@@ -161,8 +177,8 @@ class NemorunOperator(BaseOperator):
         Raises:
             ConfigError, ExperimentError: for an invalid task, executor or argument.
         """
-        checks = {k: kwargs[k] for k in ("ssh_conn_id", "name", "overrides", "poll_interval", "xcom_result_max_bytes")
-                  if k in kwargs}
+        checks = {k: kwargs[k] for k in ("ssh_conn_id", "connections", "name", "overrides", "poll_interval",
+                                         "xcom_result_max_bytes") if k in kwargs}
         job_task, job_executor, _, _ = _check_arguments(task_id, task=task, executor=executor, **checks)
         if airflow_executor is not None:
             kwargs["executor"] = airflow_executor
@@ -200,21 +216,24 @@ class NemorunOperator(BaseOperator):
         spec = self._spec(context, executor)
         secrets = self._secrets(executor, spec.task)
         _mask(secrets)
+        self._instance = _instance_of(context)
         handle, status = self._attach_or_submit(spec, context)
         if status is not None and status.state is JobState.SUCCEEDED:
             self.log.info("job %s already succeeded: not run again", handle.key)
             return self._summary(spec, handle, status, secrets)
+        # From here until the trigger is registered (the task process has handed it over), a kill reaches on_kill:
+        # the job is this process's to cancel. Kept when follow() raises: Airflow calls on_kill after an execution
+        # timeout has unwound execute().
+        self._following = (executor, handle)
         if self.deferrable:
             from nemorun_airflow.triggers import NemorunJobTrigger
             from nemorun_core.experiment.jobref import executor_config
             from nemorun_core.secrets import secret_digests
 
             self.defer(trigger=NemorunJobTrigger(handle=handle.to_dict(), executor=executor_config(executor),
-                                                 ssh_conn_id=self.ssh_conn_id, offset=0,
+                                                 connections=self.connections, offset=0,
                                                  poll_interval=self.poll_interval, masks=secret_digests(secrets)),
                        method_name="execute_complete")
-        # Kept when follow() raises: Airflow calls on_kill after an execution timeout has unwound execute().
-        self._following = (executor, handle)
         status, _ = follow(executor, handle, 0, self.poll_interval, self.log, secrets)
         self._following = None
         return self._summary(spec, handle, status, secrets)
@@ -236,19 +255,51 @@ class NemorunOperator(BaseOperator):
         return self._summary(TaskSpec(self.job_name, self.job_task, executor, []), handle, status, secrets)
 
     def on_kill(self) -> None:
-        """Cancel the job this worker is following (Airflow calls this when the task is killed or times out)."""
+        """Cancel the job this task process submitted or follows, unless the task instance was cleared to run again.
+
+        Airflow calls this when the task is killed or times out: a user marked it failed or success, its run was
+        marked failed, the worker is shutting down, or ``execution_timeout`` passed. Then the job is cancelled. A
+        clear is different: Airflow kills the running try (its state becomes ``restarting``) and starts a new one,
+        and "clear" means "run this task again", not "run a second job": the job is left running and the new try
+        re-attaches to it through the task state store (or by key), as a retry does; a clear after the job ended
+        gets its result (succeeded) or a fresh attempt (failed). The deferred path makes the same decision in
+        :meth:`NemorunJobTrigger.on_kill <nemorun_airflow.triggers.NemorunJobTrigger.on_kill>`.
+
+        The job is this process's from the moment its submission starts (it is then found by key) or it is
+        re-attached, until its trigger is handed to Airflow, so a task killed while it submits or defers cancels it
+        here too. The task instance's state is read
+        through Airflow's API (a few seconds at most); when it cannot be read, the job is cancelled.
+        """
         following = self._following
+        if following is None and self._submitting is not None:
+            # Killed while submitting: the backend may have accepted the job already; it is found by its key.
+            executor, key, directory = self._submitting
+            try:
+                handle = executor.find(str(key), directory)
+            except Exception as exc:  # noqa: BLE001 - the backend's errors are many kinds; say so and carry on
+                self.log.warning("task killed while submitting job %s, which cannot be looked up: %s: %s", key,
+                                 type(exc).__name__, exc)
+                return
+            following = None if handle is None else (executor, handle)
         if following is None:
             return
         executor, handle = following
-        self.log.info("task killed: cancelling job %s (%s %s)", handle.key, handle.backend, handle.job_id)
+        from nemorun_airflow.triggers import RERUN_STATES, read_task_state
+
+        state = read_task_state(*self._instance) if self._instance is not None else "unknown"
+        if state in RERUN_STATES:
+            self.log.info("task cleared (now %s): job %s (%s %s) keeps running; the next try re-attaches to it",
+                          state, handle.key, handle.backend, handle.job_id)
+            return
+        self.log.info("task killed (%s): cancelling job %s (%s %s)", state, handle.key, handle.backend,
+                      handle.job_id)
         executor.cancel(handle)
 
     # -- steps ----------------------------------------------------------------------------------------------------
     def _executor(self) -> Executor:
-        from nemorun_airflow.hooks import connect_executor
+        from nemorun_airflow.hooks import resolve_credentials
 
-        return connect_executor(self.job_executor.clone(), self.ssh_conn_id)
+        return resolve_credentials(self.job_executor.clone(), self.connections)
 
     def _spec(self, context: Context, executor: Executor) -> TaskSpec:
         """The task with the rendered overrides applied and references resolved, checked: nothing is submitted yet."""
@@ -284,81 +335,51 @@ class NemorunOperator(BaseOperator):
         return value["result"]
 
     def _attach_or_submit(self, spec: TaskSpec, context: Context) -> tuple[JobHandle, JobStatus | None]:
-        """The job to follow: the one this task instance submitted before when it can still be used, else a new one.
+        """The job to follow: the one this task instance submitted before when it can still be used, else a new one
+        (:func:`nemorun_core.orchestration.attach_or_submit`, with the task state store as the remembered handle
+        and the record, written before the submission too).
 
         Returns the handle and, for a job that existed, its status (None for a job submitted now).
         """
-        from nemorun_core.experiment.jobref import find_attempt, reusable
-        from nemorun_core.experiment.tasks import make_job
-
-        executor = spec.executor
         ti = context["ti"]
         store = context.get("task_state_store")
-        attempt = 0
+        first = JobKey.parse(job_key(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, 0))
         saved = store.get(STATE_KEY) if store is not None else None
-        if isinstance(saved, dict) and saved.get("handle"):
-            handle = JobHandle.from_dict(saved["handle"])
-            status = executor.status(handle)
-            if reusable(status):
-                self.log.info("re-attaching to job %s (%s %s): %s", handle.key, handle.backend, handle.job_id,
-                              status.state.value)
-                return handle, status
-            attempt = int(saved.get("attempt", 0)) + 1
-            self.log.warning("job %s ended %s%s: submitting a fresh job (attempt %d)", handle.key,
-                             status.state.value, f" ({status.message})" if status.message else "", attempt)
-        # The store cannot know a job submitted just before a crash; the backend can, by key.
-        def key_of(n: int) -> str:
-            return job_key(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, n)
+        remembered = None
+        if isinstance(saved, dict):
+            if saved.get("handle"):
+                remembered = JobHandle.from_dict(saved["handle"])
+            elif saved.get("key"):
+                # Recorded just before a submission whose outcome is unknown: look from that attempt on, by key.
+                first = JobKey.parse(saved["key"])
 
-        attempt, found, status = find_attempt(executor, key_of, job_dir_for, start=attempt)
-        if found is not None:
-            self.log.info("re-attaching to job %s (%s %s), found by its key: %s", found.key, found.backend,
-                          found.job_id, status.state.value)
-            _remember(store, attempt, found)
-            return found, status
-        key = key_of(attempt)
-        job_dir = job_dir_for(key)
-        os.makedirs(job_dir, exist_ok=True)
-        handle = executor.submit(make_job(spec, key, job_dir))
-        _remember(store, attempt, handle)
-        self.log.info("submitted job %s (%s %s), files in %s", key, handle.backend, handle.job_id, handle.job_dir)
-        return handle, None
+        def record(key: JobKey, handle: JobHandle | None) -> None:
+            if handle is None:
+                self._submitting = (spec.executor, key, job_dir_for(key))
+            else:
+                self._following = (spec.executor, handle)
+            if store is not None:
+                store.set(STATE_KEY, {"attempt": key.attempt, "key": str(key),
+                                      "handle": handle.to_dict() if handle is not None else None})
+
+        attached = orchestration.attach_or_submit(spec, first, job_dir_for, remembered=remembered, record=record,
+                                                  log=lambda line: self.log.info("%s", line))
+        return attached.handle, attached.status
 
     def _summary(self, spec: TaskSpec, handle: JobHandle, status: JobStatus, secrets: list[str]) -> dict[str, Any]:
-        """The XCom value, or the task's failure for a job that did not succeed."""
+        """The XCom value (:func:`nemorun_core.orchestration.job_summary`), or the task's failure for a job that did
+        not succeed."""
         import dataclasses
-
-        from nemorun_core.experiment.experiment import job_failure
-        from nemorun_core.secrets import redact, redact_text
 
         spec = dataclasses.replace(spec, handle=handle)
         if status.state is not JobState.SUCCEEDED:
-            raise AirflowException(redact_text(str(job_failure(spec, status)), secrets))
-        summary: dict[str, Any] = {
-            "name": spec.name, "handle": handle.to_dict(), "state": status.state.value,
-            "exit_code": status.exit_code, "log": spec.executor.log_location(handle),
-        }
-        if spec.kind != "script":
-            summary.update(_result(spec, handle, self.xcom_result_max_bytes))
-        return _scrub(redact(summary), secrets)
+            raise AirflowException(str(orchestration.job_error(spec, status, secrets)))
+        return orchestration.job_summary(spec.name, spec.kind, spec.executor, handle, status,
+                                         value_limit=self.xcom_result_max_bytes, secrets=secrets)
 
     def _secrets(self, executor: Executor, task: Any = None) -> list[str]:
         """Secret values this task knows of: secret-named executor settings and task arguments, and overrides."""
-        from nemorun_core.config import serialize
-        from nemorun_core.secrets import is_secret_name, secret_values
-
-        data: list[Any] = []
-        for obj in (executor, self.job_task, task):
-            if obj is not None:
-                try:
-                    data.append(serialize.encode(obj, payload=True))
-                except Exception:  # a value that cannot be serialized has no name to judge it by
-                    pass
-        for text in self.overrides or ():
-            path, _, value = str(text).partition("=")
-            if is_secret_name(path.rsplit(".", 1)[-1].rstrip("+-")):
-                data.append({"secret": value.strip().strip("'\"")})
-        return secret_values(data)
+        return orchestration.known_secrets(executor, self.job_task, task, overrides=self.overrides or ())
 
 
 class _PartialArgs:
@@ -387,42 +408,9 @@ def follow(executor: Executor, handle: JobHandle, offset: int, poll_interval: fl
                       secrets=list(secrets))
 
 
-def _remember(store: Any, attempt: int, handle: JobHandle) -> None:
-    if store is not None:
-        store.set(STATE_KEY, {"attempt": attempt, "handle": handle.to_dict()})
-
-
-def _result(spec: TaskSpec, handle: JobHandle, limit: int) -> dict[str, Any]:
-    """``{"result": value}`` when the return value is JSON of at most ``limit`` bytes, else ``{"result_note": why}``.
-
-    A value that is not JSON (the runner pickled it) is never unpickled here.
-    """
-    raw = spec.executor.fetch_file(handle, JobFiles.RESULT)
-    if raw is None:
-        return {"result_note": f"the job left no {JobFiles.RESULT} in {handle.job_dir}"}
-    data = json.loads(raw)
-    if "value" not in data:
-        return {"result_note": f"the return value is not JSON; it is pickled in {handle.job_dir}/"
-                               f"{data.get('pickle', JobFiles.RESULT_PICKLE)}"}
-    size = len(json.dumps(data["value"]))
-    if size > limit:
-        return {"result_note": f"the return value is {size} bytes of JSON, more than xcom_result_max_bytes={limit}; "
-                               f"it is in {JobFiles(handle.job_dir).result}"}
-    return {"result": data["value"]}
-
-
-def _scrub(value: Any, secrets: Sequence[str]) -> Any:
-    from nemorun_core.secrets import redact_text
-
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return redact_text(value, list(secrets))
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    return value
+def _instance_of(context: Context) -> tuple[str, str, str, int]:
+    ti = context["ti"]
+    return ti.dag_id, ti.run_id, ti.task_id, ti.map_index if ti.map_index is not None else -1
 
 
 def _mask(secrets: Sequence[str]) -> None:
@@ -464,7 +452,8 @@ def _check_importable(task: Any, task_id: str) -> None:
 
 def _check_arguments(task_id: str, *, task: Any, executor: Any, ssh_conn_id: str | None = None,
                      name: str | None = None, overrides: Any = None, poll_interval: Any = 5.0,
-                     xcom_result_max_bytes: Any = XCOM_RESULT_MAX_BYTES) -> tuple[Any, Executor, str, list[str]]:
+                     xcom_result_max_bytes: Any = XCOM_RESULT_MAX_BYTES,
+                     connections: Any = None) -> tuple[Any, Executor, str, list[str]]:
     """The constructor's checks (also run by ``partial``); returns the task, executor, job name and overrides."""
     from nemorun_core.experiment.store import check_name
     from nemorun_core.experiment.tasks import normalize_task
@@ -472,10 +461,9 @@ def _check_arguments(task_id: str, *, task: Any, executor: Any, ssh_conn_id: str
     job_task = normalize_task(task, {})
     _check_importable(job_task, task_id)
     job_executor = _check_executor(executor, task_id)
-    if ssh_conn_id and not hasattr(job_executor, "tunnel"):
-        raise ConfigError(f"ssh_conn_id={ssh_conn_id!r} was given, but {type(job_executor).__name__} does not "
-                          "reach its jobs through a tunnel: drop ssh_conn_id, or use run.SlurmExecutor",
-                          path=f"{task_id}.ssh_conn_id")
+    from nemorun_airflow.hooks import connection_mapping
+
+    connection_mapping(job_executor, connections, ssh_conn_id, path=task_id)  # slots declared, ids well-formed
     job_name = check_name(name or _slug(task_id, 128), "job name")
     checked_overrides = _check_overrides(overrides, job_task, task_id)
     if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:

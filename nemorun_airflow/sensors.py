@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from nemorun_core.errors import ConfigError
+from nemorun_core.errors import ConfigError, ExecutorError
 from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
+from nemorun_core.executors.jobkey import JobKey
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,7 +41,9 @@ class NemorunJobSensor(BaseSensorOperator):
         executor: the executor that reaches the job (its tunnel, its engine); with ``handle``.
         experiment_id: the id of an experiment in the nemorun store; templated. Needs ``task_name``.
         task_name: the task of that experiment; templated.
-        ssh_conn_id: build the executor's tunnel from this Airflow ``ssh`` connection.
+        connections: the executor's credential slots -> Airflow connection ids (``{"ssh": "slurm_login"}``),
+            resolved by connection type (:func:`~nemorun_airflow.hooks.resolve_credentials`).
+        ssh_conn_id: the ``"ssh"`` slot under its earlier name: ``ssh_conn_id="x"`` is ``connections={"ssh": "x"}``.
         deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
         airflow_executor: the Airflow executor that runs this task (BaseOperator's ``executor``, renamed here).
         **kwargs: passed to ``BaseSensorOperator`` (``poke_interval``, ``timeout``, ``mode``...).
@@ -54,6 +57,7 @@ class NemorunJobSensor(BaseSensorOperator):
 
     def __init__(self, *, handle: Any = None, executor: Executor | None = None, experiment_id: str | None = None,
                  task_name: str | None = None, ssh_conn_id: str | None = None,
+                 connections: dict[str, str] | None = None,
                  deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
                  airflow_executor: str | None = None, **kwargs: Any) -> None:
         # BaseOperator's own ``executor`` (which Airflow executor runs the task) is ``airflow_executor`` here.
@@ -75,6 +79,11 @@ class NemorunJobSensor(BaseSensorOperator):
         self.experiment_id = experiment_id
         self.task_name = task_name
         self.ssh_conn_id = ssh_conn_id
+        from nemorun_airflow.hooks import connection_mapping
+
+        # An experiment's executor is known only when the sensor runs: its slots are checked then.
+        self.connections = (connection_mapping(executor, connections, ssh_conn_id, path=where) if executor is not None
+                            else {**(connections or {}), **({"ssh": ssh_conn_id} if ssh_conn_id else {})})
         self.deferrable = deferrable
 
     def execute(self, context: Context, event: Any = None) -> None:
@@ -93,7 +102,7 @@ class NemorunJobSensor(BaseSensorOperator):
         from nemorun_core.experiment.jobref import executor_config
 
         self.defer(trigger=NemorunJobTrigger(handle=target.handle.to_dict(), executor=executor_config(target.executor),
-                                             ssh_conn_id=self.ssh_conn_id, offset=0,
+                                             connections=self.connections, offset=0,
                                              poll_interval=self.poke_interval, cancel_on_kill=False),
                    method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
@@ -116,11 +125,11 @@ class NemorunJobSensor(BaseSensorOperator):
         if status.state is JobState.SUCCEEDED:
             return True
         if status.is_terminal:
-            from nemorun_core.experiment.experiment import job_failure
             from nemorun_core.experiment.jobref import result_spec
+            from nemorun_core.orchestration import job_error, known_secrets
 
-            raise AirflowFailException(str(job_failure(result_spec(target.name, "partial", target.executor, handle),
-                                                       status)))
+            spec = result_spec(target.name, "partial", target.executor, handle)
+            raise AirflowFailException(str(job_error(spec, status, known_secrets(target.executor))))
         return False
 
     def _unsubmitted(self, target: _Target) -> bool:
@@ -135,18 +144,20 @@ class NemorunJobSensor(BaseSensorOperator):
 
     def _target(self) -> _Target:
         """What to watch: the executor (with the connection's tunnel), the handle (None: not submitted yet)."""
-        from nemorun_airflow.hooks import connect_executor
+        from nemorun_airflow.hooks import resolve_credentials
 
         if self.experiment_id is not None:
             from nemorun_core.experiment.experiment import Experiment
 
             exp = Experiment.from_id(str(self.experiment_id))
-            spec = exp._spec(str(self.task_name))
-            return _Target(connect_executor(spec.executor, self.ssh_conn_id), spec.handle, spec.name, spec.status)
+            spec = exp.spec(str(self.task_name))
+            return _Target(resolve_credentials(spec.executor, self.connections), spec.handle, spec.name, spec.status)
         handle = _parse_handle(self.handle, self.task_id)
-        parts = handle.key.split("/")
-        name = parts[1] if len(parts) >= 2 else handle.key
-        return _Target(connect_executor(self.job_executor, self.ssh_conn_id), handle, name, None)
+        try:
+            name = JobKey.parse(handle.key).task
+        except ExecutorError:  # a handle from elsewhere, under a key of its own form
+            name = handle.key
+        return _Target(resolve_credentials(self.job_executor, self.connections), handle, name, None)
 
 
 @dataclasses.dataclass

@@ -53,10 +53,10 @@ def experiment_task_group(exp: Any, group_id: str | None = None, *, max_concurre
     from nemorun_airflow.operators import NemorunOperator
     from nemorun_core.experiment.tasks import referenced_tasks
 
-    if getattr(exp, "_launched", False):
+    if exp.launched:
         raise ExperimentError(f"experiment {exp.id!r} was already launched; build the task group from a new "
                               "Experiment")
-    specs = list(exp._tasks.values())  # insertion order is a topological order: dependencies are added first
+    specs = exp.task_specs()  # insertion order is a topological order: dependencies are added first
     if not specs:
         raise ExperimentError(f"experiment {exp.name!r} has no tasks; add some with exp.add(...)")
     group_id = group_id or (re.sub(r"[^A-Za-z0-9_-]+", "_", exp.name).strip("_") or "experiment")

@@ -42,6 +42,44 @@ MAX_POLL_FAILURES = 5
 # Task instance states after which a killed trigger's job is cancelled; any other state (none, scheduled, queued,
 # running, deferred...) means the task was cleared and runs again. "unknown": the state could not be read.
 _ENDED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed", "unknown"})
+#: Task instance states, read while a task process is being killed, that mean "a new try of this task instance is
+#: coming" (a clear: ``restarting`` while the killed try still runs, then none / scheduled / queued): its job is left
+#: running for that try to re-attach to. Any other state (failed, success, running for an execution timeout or a
+#: worker shutdown, unknown) cancels the job.
+RERUN_STATES = frozenset({"restarting", "none", "scheduled", "queued", "up_for_retry", "up_for_reschedule"})
+
+
+def read_task_state(dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = 3.0) -> str:
+    """The task instance's state now, through the task runner's channel to Airflow (``"none"`` for no state,
+    ``"unknown"`` when it cannot be read within ``timeout`` seconds).
+
+    Blocking, at most ``timeout``. Safe to call from a signal handler: the request runs in a helper thread, so a
+    request the interrupted code was making on the same channel cannot deadlock it (it times out instead).
+    """
+    import threading
+
+    found: list[str] = []
+
+    def ask() -> None:
+        try:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+            states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=[task_id], run_ids=[run_id],
+                                                         map_index=map_index)
+            found.append(_state_name(states, run_id, task_id, map_index))
+        except Exception as exc:  # an older Airflow or a broken channel: a kill must still cancel
+            log.warning("cannot read the state of task %s: %s: %s", task_id, type(exc).__name__, exc)
+
+    thread = threading.Thread(target=ask, name="nemorun-task-state", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return found[0] if found else "unknown"
+
+
+def _state_name(states: dict[str, Any], run_id: str, task_id: str, map_index: int | None) -> str:
+    key = task_id if map_index is None or map_index < 0 else f"{task_id}_{map_index}"
+    state = states.get(run_id, {}).get(key, "unknown")
+    return "none" if state is None else str(getattr(state, "value", state))
 
 
 class NemorunJobTrigger(BaseTrigger):
@@ -54,7 +92,9 @@ class NemorunJobTrigger(BaseTrigger):
         handle: the job's handle (``JobHandle.to_dict()``).
         executor: the executor's config from :func:`nemorun_core.experiment.jobref.executor_config` (secrets
             redacted; they come back from the triggerer's environment when it has them).
-        ssh_conn_id: the Airflow connection the executor's tunnel is built from, if any.
+        connections: the executor's credential slots -> Airflow connection ids, resolved again here
+            (:func:`~nemorun_airflow.hooks.resolve_credentials`): the kwargs name connections, never secrets.
+        ssh_conn_id: the ``"ssh"`` slot under its earlier name (triggers serialized by an earlier nemorun).
         offset: the first log line (0-based) to log.
         poll_interval: seconds between polls.
         cancel_on_kill: cancel the job when the task is killed (False for a sensor: the job is not its own).
@@ -64,11 +104,11 @@ class NemorunJobTrigger(BaseTrigger):
 
     def __init__(self, handle: dict[str, Any], executor: dict[str, Any], ssh_conn_id: str | None = None,
                  offset: int = 0, poll_interval: float = 5.0, cancel_on_kill: bool = True,
-                 masks: dict[str, Any] | None = None) -> None:
+                 masks: dict[str, Any] | None = None, connections: dict[str, str] | None = None) -> None:
         super().__init__()
         self.handle = dict(handle)
         self.executor = dict(executor)
-        self.ssh_conn_id = ssh_conn_id
+        self.connections = {**(connections or {}), **({"ssh": ssh_conn_id} if ssh_conn_id else {})}
         self.offset = int(offset)
         self.poll_interval = float(poll_interval)
         self.cancel_on_kill = bool(cancel_on_kill)
@@ -77,7 +117,7 @@ class NemorunJobTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("nemorun_airflow.triggers.NemorunJobTrigger", {
-            "handle": self.handle, "executor": self.executor, "ssh_conn_id": self.ssh_conn_id,
+            "handle": self.handle, "executor": self.executor, "connections": self.connections,
             "offset": self.offset, "poll_interval": self.poll_interval, "cancel_on_kill": self.cancel_on_kill,
             "masks": self.masks,
         })
@@ -148,24 +188,22 @@ class NemorunJobTrigger(BaseTrigger):
         except Exception as exc:  # an older Airflow or a broken channel: a kill must still cancel
             self.log.warning("cannot read the state of task %s: %s; treating it as killed", ti.task_id, exc)
             return "unknown"
-        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
-        state = states.get(ti.run_id, {}).get(key, "unknown")
-        return None if state is None else str(getattr(state, "value", state))
+        state = _state_name(states, ti.run_id, ti.task_id, ti.map_index)
+        return None if state == "none" else state
 
     async def _executor(self) -> Executor:
         if self._loaded is None:
-            from nemorun_airflow.hooks import NemorunSSHHook, connect_executor, own_job_dir
-            from nemorun_core.experiment.jobref import load_executor
+            from nemorun_airflow.hooks import resolve_credentials
+            from nemorun_core.experiment.jobref import load_executor  # the executor config the operator stored
 
             executor = await asyncio.to_thread(load_executor, self.executor)
-            if self.ssh_conn_id:
-                tunnel = await NemorunSSHHook(self.ssh_conn_id).aget_tunnel(job_dir=own_job_dir(executor))
-                executor = connect_executor(executor, self.ssh_conn_id, tunnel)
+            if self.connections:  # reads the connections: off the event loop
+                executor = await asyncio.to_thread(resolve_credentials, executor, self.connections)
             self._loaded = executor
         return self._loaded
 
     def _group_key(self) -> str:
-        return json.dumps({"executor": self.executor, "ssh_conn_id": self.ssh_conn_id}, sort_keys=True)
+        return json.dumps({"executor": self.executor, "connections": self.connections}, sort_keys=True)
 
 
 def _plain(executor: Executor) -> Any:

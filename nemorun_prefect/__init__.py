@@ -23,6 +23,9 @@ _EXPORTS = {
     "ExperimentFlowError": "nemorun_prefect.flows",
     "NemorunSSHCluster": "nemorun_prefect.blocks",
     "NemorunExecutorBlock": "nemorun_prefect.blocks",
+    "NemorunBearerToken": "nemorun_prefect.blocks",
+    "NemorunAPIKey": "nemorun_prefect.blocks",
+    "NemorunKubeconfig": "nemorun_prefect.blocks",
 }
 
 __all__: list[str] = sorted(_EXPORTS)

@@ -14,13 +14,12 @@ shown as :func:`nemorun_core.secrets.redact` leaves them (values of secret-named
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from nemorun_core.errors import SerializationError
-from nemorun_core.executors.base import Capability, Executor, JobHandle, JobStatus
-from nemorun_core.jobfiles import JobFiles
+from nemorun_core.executors.base import Executor, JobHandle, JobStatus
+from nemorun_core.orchestration import job_duration
 from nemorun_core.secrets import redact
 
 
@@ -103,17 +102,17 @@ def _warn(message: str, *args: Any) -> None:
 def job_rows(specs: list[Any], flow_run_id: str) -> list[dict[str, Any]]:
     """One row per task of an experiment flow run, read back from the backends (the latest job each task recorded).
 
-    Tasks that were never submitted get the state ``NOT SUBMITTED``. The flow run's job records are read once; one
-    ``status_many`` call per executor config.
+    Tasks that were never submitted get the state ``NOT SUBMITTED``. The flow run's job records
+    (:func:`nemorun_prefect.tasks.job_records`) are read once; one ``status_many`` call per executor config.
     """
-    from nemorun_prefect.tasks import flow_run_dir, read_job_records
+    from nemorun_prefect.tasks import job_records
 
-    records = read_job_records(flow_run_dir(flow_run_id))
+    records = job_records(flow_run_id)
     found: list[tuple[Any, JobHandle]] = []
     rows: dict[str, dict[str, Any]] = {}
     for spec in specs:
         recorded = records.get(spec.name)
-        handle = recorded[1].job_handle() if recorded is not None and recorded[1].handle else None
+        handle = recorded.ref.job_handle() if recorded is not None and recorded.ref.handle else None
         rows[spec.name] = {"task": spec.name, "backend": spec.executor.backend, "job id": "", "state": "NOT SUBMITTED",
                            "exit code": None, "log": "", "duration (s)": None, "message": ""}
         if handle is not None:
@@ -124,7 +123,7 @@ def job_rows(specs: list[Any], flow_run_id: str) -> list[dict[str, Any]]:
             status: JobStatus = statuses[handle]
             rows[spec.name].update({"job id": handle.job_id, "state": status.state.value,
                                     "exit code": status.exit_code, "log": executor.log_location(handle) or "",
-                                    "duration (s)": _duration(executor, handle),
+                                    "duration (s)": job_duration(executor, handle),
                                     "message": (status.message or "")[:300]})
     return list(rows.values())
 
@@ -139,18 +138,6 @@ def _by_executor(found: list[tuple[Any, JobHandle]]) -> list[tuple[Executor, lis
         else:
             groups.append((spec.executor, [(spec, handle)]))
     return groups
-
-
-def _duration(executor: Executor, handle: JobHandle) -> float | None:
-    """Seconds the task ran, from the runner's ``status.json`` (None for scripts and jobs still running)."""
-    if not executor.supports(Capability.FETCH_FILES):
-        return None
-    try:
-        raw = executor.fetch_file(handle, JobFiles.STATUS)
-        data = json.loads(raw) if raw else {}
-        return round(float(data["finished_at"]) - float(data["started_at"]), 2)
-    except (KeyError, TypeError, ValueError, OSError):
-        return None
 
 
 def experiment_table(specs: list[Any], flow_run_id: str) -> Any:

@@ -1,29 +1,39 @@
-"""Prefect blocks for nemorun: an SSH login to a cluster, and any executor, saved on the Prefect server.
+"""Prefect blocks for nemorun: one credentials block per kind, and any executor, saved on the Prefect server.
 
     import nemorun_core as run
-    from nemorun_prefect.blocks import NemorunExecutorBlock, NemorunSSHCluster
+    from nemorun_prefect.blocks import NemorunBearerToken, NemorunExecutorBlock, NemorunSSHCluster
 
     NemorunSSHCluster(host="login.cluster.org", user="me", job_dir="/scratch/me/runs",
                       known_hosts=open("known_hosts").read(), private_key=open("id_ed25519").read()).save("cluster")
     NemorunExecutorBlock.from_executor(
         run.SlurmExecutor(partition="a100", account="ml", time="01:00:00", env_vars={"WANDB_API_KEY": "..."}),
-        ssh_cluster=NemorunSSHCluster.load("cluster"),
+        credentials={"ssh": NemorunSSHCluster.load("cluster")},     # slot name -> a saved credentials block
     ).save("a100")
 
     @flow
     def train_flow():
         return run_nemorun_task(run.Partial(train), NemorunExecutorBlock.load("a100").executor(), name="train")
 
-How a secret reaches the job without being written down: the cluster block keeps the key and its passphrase as
-``SecretStr`` fields (stored encrypted by the Prefect server, read back as ``********``). :meth:`NemorunSSHCluster.tunnel`
-puts them into this process's environment (:func:`nemorun_core.secrets.hold_in_env`: a variable named after the
-block, never after the value) and returns an ``SSHTunnel`` whose ``identity_env`` / ``passphrase_env`` hold only
-those variable NAMES. So the tunnel, the executor and everything serialized from them (the
-:class:`~nemorun_prefect.tasks.JobRef` in a Prefect result, artifacts, the nemorun store) name the variable and never
-contain the key; a process that loads the block again (a retried or restarted flow run) sets the same variable and
-re-attaches. The executor block keeps the secret values of its config (``WANDB_API_KEY``, a tunnel passphrase...)
-in a ``SecretDict``, with only ``"<redacted>"`` in its config, and refers to the cluster block (a block reference,
-not a copy), so the key is stored once.
+Credentials by kind. An executor declares the credentials it takes as slots (``SlurmExecutor``: slot ``"ssh"``, an
+SSH login, filling its ``tunnel``; see :mod:`nemorun_core.credentials`). Each kind has one block:
+:class:`NemorunSSHCluster` (SSH), :class:`NemorunBearerToken`, :class:`NemorunAPIKey`, :class:`NemorunKubeconfig`;
+the executor block maps slot names to saved blocks, and :meth:`NemorunExecutorBlock.executor` turns each into its
+credential value and fills the slot with ``executor.with_credentials``. Which executor it is does not matter: a
+slot it does not declare, or a block of another kind than the slot's, is a ConfigError naming the slot.
+``ssh_cluster=`` is the ``"ssh"`` slot under its earlier name, and stays: ``from_executor(ex, ssh_cluster=c)`` is
+``from_executor(ex, credentials={"ssh": c})``; both are stored in the ``ssh_cluster`` field.
+
+How a secret reaches the job without being written down: the credentials blocks keep keys, passphrases and tokens as
+``SecretStr`` fields (stored encrypted by the Prefect server, read back as ``********``). For an SSH login,
+:meth:`NemorunSSHCluster.tunnel` puts the key into this process's environment
+(:func:`nemorun_core.secrets.hold_in_env`: a variable named after the block, never after the value) and returns an
+``SSHTunnel`` whose ``identity_env`` / ``passphrase_env`` hold only those variable NAMES; a token, an API key or a
+kubeconfig becomes a ``run.Secret`` in the executor, redacted wherever nemorun writes the executor down. So the
+executor and everything serialized from it (the :class:`~nemorun_prefect.tasks.JobRef` in a Prefect result,
+artifacts, the nemorun store) never contain the secret; a process that loads the blocks again (a retried or
+restarted flow run) gets the same values and re-attaches. The executor block keeps the secret values of its own
+config (``WANDB_API_KEY``...) in a ``SecretDict``, with only ``"<redacted>"`` in its config, and refers to the
+credentials blocks instead of copying them, so each secret is stored once and rotating it is one block edit.
 
 Registration: ``prefect block register -m nemorun_prefect.blocks``, or let Prefect do it: the ``prefect.collections``
 entry point of the ``nemorun`` distribution names this module, which Prefect imports when its server starts (it then
@@ -33,36 +43,45 @@ does not know yet.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import os
-import re
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Mapping, Optional
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
 from pydantic import Field, SecretStr
 
 from nemorun_core.config.serialize import MARKERS
+from nemorun_core.credentials import (APIKey, BearerToken, Credential, CredentialKind, CredentialSlot, Kubeconfig,
+                                      SSHCredential)
 from nemorun_core.errors import ConfigError, SerializationError
-from nemorun_core.secrets import REDACTED, SECRET_MARKER, hold_in_env, is_secret_name, looks_secret
+from nemorun_core.secrets import REDACTED, SECRET_MARKER, is_secret_name, looks_secret
 
-# A known_hosts line: host pattern(s), key type, base64 key (a leading @marker is allowed).
-_KNOWN_HOSTS_LINE = re.compile(r"^(@\S+\s+)?\S+\s+(ssh-|ecdsa-|sk-)\S+\s+[A-Za-z0-9+/=]+", re.MULTILINE)
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _as_block_error(exc: ConfigError, block: str, value: str, renames: Mapping[str, str] | None = None) -> ConfigError:
+    """``exc`` of a credential value (``BearerToken.token: ...``) told in the block's own field names."""
+    path = exc.path or ""
+    message = str(exc)[len(path) + 2:] if path and str(exc).startswith(path + ": ") else str(exc)
+    field = path[len(value) + 1:] if path.startswith(value + ".") else path
+    return ConfigError(message, path=f"{block}.{(renames or {}).get(field, field)}")
 
 
 class NemorunSSHCluster(Block):
     """An SSH login to a cluster's login node (for ``run.SlurmExecutor``), its private key kept as a Prefect secret.
 
-    :meth:`tunnel` gives the ``run.SSHTunnel``. There is no password field: ``SSHTunnel`` authenticates with keys
-    only (a key from this block, the SSH agent, or the ``~/.ssh/id_*`` files of the machine running the flow).
+    The credentials block of the SSH kind: :meth:`credential` gives the
+    :class:`~nemorun_core.credentials.SSHCredential`, :meth:`tunnel` the ``run.SSHTunnel``. There is no password
+    field: ``SSHTunnel`` authenticates with keys only (a key from this block, the SSH agent, or the ``~/.ssh/id_*``
+    files of the machine running the flow).
     """
 
     _block_type_name = "Nemorun SSH Cluster"
     _block_type_slug = "nemorun-ssh-cluster"
     _description = ("An SSH login (host, user, job directory, host keys) and its private key, for nemorun "
                     "executors that reach a cluster over SSH (run.SlurmExecutor).")
+    credential_kind: ClassVar[CredentialKind] = CredentialKind.SSH
 
     host: str = Field(description="Host name or address of the login node.")
     user: str = Field(description="User name on the login node.")
@@ -82,32 +101,30 @@ class NemorunSSHCluster(Block):
                     "Without it, the SSH agent and ~/.ssh/id_* of the machine running the flow are tried.")
     passphrase: Optional[SecretStr] = Field(default=None, description="Passphrase of an encrypted private key.")
 
+    def credential(self) -> SSHCredential:
+        """The login as a credential value; its secrets are named after this block (see :meth:`tunnel`).
+
+        Raises:
+            ConfigError: ``private_key`` is not private key text (a file path, say), ``job_dir`` is empty, ...
+        """
+        try:
+            return SSHCredential(host=self.host, user=self.user, job_dir=self.job_dir, port=self.port,
+                                 private_key=_secret(self.private_key), passphrase=_secret(self.passphrase),
+                                 known_hosts=self.known_hosts, host_key_policy=self.host_key_policy,
+                                 source=self._secret_owner())
+        except ConfigError as exc:
+            raise _as_block_error(exc, "NemorunSSHCluster", "SSHCredential") from None
+
     def tunnel(self) -> Any:
         """A ready ``run.SSHTunnel`` for this login; its serialized form names environment variables, not secrets.
 
-        Sets one ``NEMORUN_SECRET_*`` variable in this process per secret field that has a value.
+        Sets one ``NEMORUN_SECRET_*`` variable in this process per secret field that has a value, and writes
+        known_hosts text (public) to a file named by its hash under ``$NEMORUN_HOME``.
 
         Raises:
-            ConfigError: ``private_key`` is not private key text (a file path, say), or ``job_dir`` is empty.
+            ConfigError: as :meth:`credential`.
         """
-        from nemorun_core.tunnel.ssh import SSHTunnel
-
-        if not self.job_dir:
-            raise ConfigError("give the directory on the cluster for job files", path="NemorunSSHCluster.job_dir")
-        owner = self._secret_owner()
-        identity_env = passphrase_env = None
-        key = self.private_key.get_secret_value() if self.private_key is not None else ""
-        if key.strip():
-            if not _PRIVATE_KEY.search(key):
-                raise ConfigError("not a private key: paste the content of the key file (it starts with "
-                                  "'-----BEGIN ... PRIVATE KEY-----'), not its path",
-                                  path="NemorunSSHCluster.private_key")
-            identity_env = hold_in_env(owner, "private_key", key if key.endswith("\n") else key + "\n")
-        if self.passphrase is not None and self.passphrase.get_secret_value():
-            passphrase_env = hold_in_env(owner, "passphrase", self.passphrase.get_secret_value())
-        return SSHTunnel(host=self.host, user=self.user, job_dir=self.job_dir, port=self.port,
-                         known_hosts=self._known_hosts_file(), host_key_policy=self.host_key_policy,
-                         identity_env=identity_env, passphrase_env=passphrase_env)
+        return self.credential().field_value()
 
     def _secret_owner(self) -> str:
         # A saved block is named after its document, an unsaved one after its login: never after the secret, and
@@ -115,25 +132,87 @@ class NemorunSSHCluster(Block):
         name = self._block_document_name or f"{self.user}@{self.host}:{self.port}"
         return f"prefect-{self.get_block_type_slug()}-{name}"
 
-    def _known_hosts_file(self) -> str:
-        """``known_hosts`` as a path: text is written once to a file named by its hash (host keys are public)."""
-        text = self.known_hosts
-        if not _KNOWN_HOSTS_LINE.search(text):
-            return text
-        from nemorun_core.executors.files import write_atomic
-        from nemorun_core.home import default_home
 
-        body = text if text.endswith("\n") else text + "\n"
-        folder = os.path.join(default_home(), "prefect", "known_hosts")
-        path = os.path.join(folder, hashlib.sha256(body.encode()).hexdigest()[:16])
-        if not os.path.exists(path):
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            write_atomic(path, body)
-        return path
+class NemorunBearerToken(Block):
+    """An HTTP bearer token (DGX Cloud, Lepton, an API behind a proxy), kept as a Prefect secret."""
+
+    _block_type_name = "Nemorun Bearer Token"
+    _block_type_slug = "nemorun-bearer-token"
+    _description = ("A bearer token for nemorun executors whose backend takes one (a credential slot of kind "
+                    "bearer_token).")
+    credential_kind: ClassVar[CredentialKind] = CredentialKind.BEARER_TOKEN
+
+    token: SecretStr = Field(description="The token alone, without the 'Bearer ' prefix.")
+
+    def credential(self) -> BearerToken:
+        try:
+            return BearerToken(self.token.get_secret_value())
+        except ConfigError as exc:
+            raise _as_block_error(exc, "NemorunBearerToken", "BearerToken") from None
+
+
+class NemorunAPIKey(Block):
+    """An API key, kept as a Prefect secret, and the header it is sent in when the backend lets one choose."""
+
+    _block_type_name = "Nemorun API Key"
+    _block_type_slug = "nemorun-api-key"
+    _description = "An API key for nemorun executors whose backend takes one (a credential slot of kind api_key)."
+    credential_kind: ClassVar[CredentialKind] = CredentialKind.API_KEY
+
+    key: SecretStr = Field(description="The API key.")
+    header: Optional[str] = Field(default=None, description="The HTTP header it is sent in ('X-API-Key'); empty: "
+                                                            "the backend's own.")
+
+    def credential(self) -> APIKey:
+        try:
+            return APIKey(self.key.get_secret_value(), header=self.header or None)
+        except ConfigError as exc:
+            raise _as_block_error(exc, "NemorunAPIKey", "APIKey") from None
+
+
+class NemorunKubeconfig(Block):
+    """A kubeconfig document (Kubernetes, KubeRay), kept as a Prefect secret, and the context to use."""
+
+    _block_type_name = "Nemorun Kubeconfig"
+    _block_type_slug = "nemorun-kubeconfig"
+    _description = "A kubeconfig for nemorun executors that reach a Kubernetes cluster (a slot of kind kubeconfig)."
+    credential_kind: ClassVar[CredentialKind] = CredentialKind.KUBECONFIG
+
+    kubeconfig: SecretStr = Field(description="The kubeconfig YAML, as `kubectl config view --raw --minify` prints "
+                                              "it (certificates and tokens inline).")
+    context: Optional[str] = Field(default=None, description="The context to use; empty: its current-context.")
+
+    def credential(self) -> Kubeconfig:
+        try:
+            return Kubeconfig(self.kubeconfig.get_secret_value(), context=self.context or None)
+        except ConfigError as exc:
+            raise _as_block_error(exc, "NemorunKubeconfig", "Kubeconfig", {"text": "kubeconfig"}) from None
+
+
+#: The credentials block of each kind.
+def _registered(cls: type, where: str) -> None:
+    """Refuse an executor class that no backend of the registry covers (a built-in, a ``nemorun.executors`` entry
+    point, or a subclass of one): where the flow runs, nemorun must know the backend to drive it."""
+    from nemorun_core.executors import registry
+
+    if registry.for_class(cls) is None:
+        known = ", ".join(registry.names())
+        raise ConfigError(f"{cls.__module__}.{cls.__qualname__} is not a registered nemorun backend (registered: "
+                          f"{known}); register its package in the 'nemorun.executors' entry-point group (see "
+                          "docs/registry.md) or subclass a registered executor", path=where)
+
+
+CREDENTIAL_BLOCKS: Mapping[CredentialKind, type[Block]] = {
+    CredentialKind.SSH: NemorunSSHCluster,
+    CredentialKind.BEARER_TOKEN: NemorunBearerToken,
+    CredentialKind.API_KEY: NemorunAPIKey,
+    CredentialKind.KUBECONFIG: NemorunKubeconfig,
+}
+_SSH_SLOT = "ssh"  # the slot that the ssh_cluster field fills
 
 
 class NemorunExecutorBlock(Block):
-    """Any nemorun executor, saved as its serialized config; its secret values apart, its SSH login by reference.
+    """Any nemorun executor, saved as its serialized config; its secret values apart, its credentials by reference.
 
     Build it with :meth:`from_executor`, ``save`` it, and in a flow call ``NemorunExecutorBlock.load(name).executor()``.
     """
@@ -141,8 +220,8 @@ class NemorunExecutorBlock(Block):
     _block_type_name = "Nemorun Executor"
     _block_type_slug = "nemorun-executor"
     _description = ("A nemorun executor (run.LocalExecutor, run.SlurmExecutor, run.DockerExecutor...) as its "
-                    "serialized config, its secret values kept as Prefect secrets and the SSH login of a cluster "
-                    "taken from a Nemorun SSH Cluster block.")
+                    "serialized config, its secret values kept as Prefect secrets and its credentials (an SSH "
+                    "login, a token, an API key, a kubeconfig) taken from nemorun credentials blocks.")
 
     executor_config: dict[str, Any] = Field(
         description="The executor's config as nemorun_core.config.serialize.encode(executor, payload=True) gives "
@@ -152,19 +231,29 @@ class NemorunExecutorBlock(Block):
         description="The secret values of the config, at their place in it: {'env_vars': {'WANDB_API_KEY': ...}}.")
     ssh_cluster: Optional[NemorunSSHCluster] = Field(
         default=None,
-        description="The SSH login whose tunnel replaces the executor's 'tunnel' (run.SlurmExecutor over SSH).")
+        description="The executor's 'ssh' credential slot: the SSH login whose tunnel replaces the executor's "
+                    "'tunnel' (run.SlurmExecutor over SSH). The same as credentials={'ssh': ...}.")
+    credentials: dict[str, str] = Field(
+        default_factory=dict,
+        description="The executor's other credential slots: slot name -> the saved credentials block that fills "
+                    "it, as 'block-type-slug/block-name' ({'token': 'nemorun-bearer-token/lepton'}). Loaded, by "
+                    "reference, each time executor() builds the executor.")
 
     @classmethod
-    def from_executor(cls, executor: Any, *, ssh_cluster: NemorunSSHCluster | None = None) -> "NemorunExecutorBlock":
-        """A block (not yet saved) holding ``executor``; with ``ssh_cluster``, its tunnel comes from that block.
+    def from_executor(cls, executor: Any, *, credentials: Mapping[str, Block] | None = None,
+                      ssh_cluster: NemorunSSHCluster | None = None) -> "NemorunExecutorBlock":
+        """A block (not yet saved) holding ``executor``, its credential slots filled from the given blocks.
 
         Args:
-            executor: any nemorun executor; its config is copied, secret values split off.
-            ssh_cluster: a SAVED cluster block (``NemorunSSHCluster.load(name)``), for executors with a ``tunnel``.
+            executor: any nemorun executor; its config is copied, secret values split off, and the fields of the
+                slots in ``credentials`` emptied (the blocks fill them when the executor is built).
+            credentials: slot name -> a SAVED credentials block of the slot's kind (``NemorunSSHCluster.load(name)``
+                for ``"ssh"``, a :class:`NemorunBearerToken` for a bearer-token slot...).
+            ssh_cluster: the ``"ssh"`` slot, under its earlier name (the same as ``credentials={"ssh": ...}``).
 
         Raises:
-            ConfigError: ``executor`` is not an executor or cannot be serialized, or ``ssh_cluster`` was given for an
-                executor without a tunnel or was never saved.
+            ConfigError: ``executor`` is not an executor or cannot be serialized; a slot it does not declare, a
+                block of another kind than its slot's, or a block never saved (naming the slot).
         """
         from nemorun_core.config import serialize
         from nemorun_core.executors.base import Executor
@@ -173,28 +262,62 @@ class NemorunExecutorBlock(Block):
         if not isinstance(executor, Executor):
             raise ConfigError(f"expected a nemorun executor (run.LocalExecutor(), run.SlurmExecutor(...), ...), got "
                               f"{type(executor).__name__}", path=where)
+        _registered(type(executor), where)
         try:
             config = serialize.encode(executor, payload=True)
         except SerializationError as exc:
             raise ConfigError(f"the executor cannot be saved: {exc}", path=where) from exc
+        blocks = dict(credentials or {})
         if ssh_cluster is not None:
-            if not _takes_tunnel(type(executor)):
-                raise ConfigError(f"{type(executor).__name__} takes no tunnel, so an SSH cluster means nothing for "
-                                  "it; leave ssh_cluster out", path="NemorunExecutorBlock.ssh_cluster")
-            if ssh_cluster._block_document_id is None:
-                raise ConfigError("save the NemorunSSHCluster block first (cluster.save('NAME')) or pass "
-                                  "NemorunSSHCluster.load('NAME'): the executor block refers to it, so that the key "
-                                  "is stored once, in the cluster block", path="NemorunExecutorBlock.ssh_cluster")
-            config["tunnel"] = None  # executor() puts the cluster block's tunnel here
+            if _SSH_SLOT in blocks:
+                raise ConfigError("the 'ssh' slot is given twice: pass the cluster block as ssh_cluster= or as "
+                                  "credentials={'ssh': ...}, not both", path=_slot_path(_SSH_SLOT))
+            blocks[_SSH_SLOT] = ssh_cluster
+        refs: dict[str, str] = {}
+        for name, block in blocks.items():
+            slot = _slot(type(executor), name)
+            _check_block(type(executor), slot, block)
+            if block._block_document_id is None or not block._block_document_name:
+                raise ConfigError(
+                    f"save the {type(block).__name__} block first (block.save('NAME')) or pass "
+                    f"{type(block).__name__}.load('NAME'): the executor block refers to it, so that the secret is "
+                    f"stored once, in the {type(block).__name__} block", path=_slot_path(name))
+            config[slot.field] = None  # executor() puts the block's credential here
+            if name != _SSH_SLOT:
+                refs[name] = f"{block.get_block_type_slug()}/{block._block_document_name}"
         public, secret = split_secrets(config)
-        return cls(executor_config=public, secrets=SecretDict(secret or {}), ssh_cluster=ssh_cluster)
+        return cls(executor_config=public, secrets=SecretDict(secret or {}), ssh_cluster=blocks.get(_SSH_SLOT),
+                   credentials=refs)
 
-    def executor(self) -> Any:
-        """The executor, ready to use: secret values restored, the cluster block's tunnel in place.
+    def credential_blocks(self) -> dict[str, Block]:
+        """Slot name -> its credentials block, each loaded from the server (``ssh_cluster`` as the ``"ssh"`` slot).
 
         Raises:
-            ConfigError: the config is not an executor's, names a class that cannot be imported here, or is that of
-                an executor with a tunnel but has neither a tunnel nor ``ssh_cluster``.
+            ConfigError: a reference that is not ``'slug/name'`` or names a block that cannot be loaded.
+        """
+        blocks: dict[str, Block] = {}
+        if self.ssh_cluster is not None:
+            blocks[_SSH_SLOT] = self.ssh_cluster
+        for name, ref in self.credentials.items():
+            if name == _SSH_SLOT and self.ssh_cluster is not None:
+                raise ConfigError("the 'ssh' slot is given twice (ssh_cluster and credentials['ssh']): keep one",
+                                  path=_slot_path(name))
+            if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+                raise ConfigError(f"{ref!r} is not a block reference: give 'block-type-slug/block-name' (for example "
+                                  "'nemorun-bearer-token/lepton')", path=_slot_path(name))
+            try:
+                blocks[name] = Block.load(ref, _sync=True)
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"cannot load the credentials block {ref!r}: {exc}; save it again, or point the "
+                                  "slot at another block", path=_slot_path(name)) from None
+        return blocks
+
+    def executor(self) -> Any:
+        """The executor, ready to use: secret values restored, each credential slot filled from its block.
+
+        Raises:
+            ConfigError: the config is not an executor's, names a class that cannot be imported here, has a slot
+                emptied for a block that the block no longer names, or a credentials block does not fit its slot.
         """
         from nemorun_core.config import serialize
         from nemorun_core.executors.base import Executor
@@ -213,25 +336,56 @@ class NemorunExecutorBlock(Block):
         if not (isinstance(target, type) and issubclass(target, Executor)):
             raise ConfigError(f"{config['_target_']} is not a nemorun executor class; build the block with "
                               "NemorunExecutorBlock.from_executor(...)", path=where)
+        _registered(target, where)
+        credentials: dict[str, Credential] = {}
+        for name, block in self.credential_blocks().items():
+            _check_block(target, _slot(target, name), block)
+            credentials[name] = block.credential()
         data = merge_secrets(config, self.secrets.get_secret_value() or {})
-        if self.ssh_cluster is not None:
-            if not _takes_tunnel(target):
-                raise ConfigError(f"{target.__name__} takes no tunnel; remove ssh_cluster from the block",
-                                  path="NemorunExecutorBlock.ssh_cluster")
-            data["tunnel"] = self.ssh_cluster.tunnel()  # decode keeps values that are not plain data as they are
-        elif _takes_tunnel(target) and data.get("tunnel") is None:
-            raise ConfigError(f"this {target.__name__} has no tunnel and the block no ssh_cluster: set ssh_cluster "
-                              "to a saved NemorunSSHCluster block, or save the executor with an explicit tunnel "
-                              "(run.LocalTunnel(job_dir=...) for a cluster on this machine)",
-                              path="NemorunExecutorBlock.ssh_cluster")
         try:
-            return serialize.decode(data, build=True)
+            executor = serialize.decode(data, build=True)
         except ConfigError as exc:
             raise ConfigError(f"cannot build the executor: {exc}", path=where) from exc
+        for slot in target.credential_slots:
+            # A field emptied at save time (None) that the executor would fill with a default of its own (a
+            # SlurmExecutor without a tunnel runs on this machine): refused, never a silent fallback.
+            if (slot.name not in credentials and slot.field in data and data[slot.field] is None
+                    and getattr(executor, slot.field) is not None):
+                block_cls = CREDENTIAL_BLOCKS[slot.kind].__name__
+                field = "ssh_cluster" if slot.name == _SSH_SLOT else f"credentials[{slot.name!r}]"
+                raise ConfigError(f"this {target.__name__} has no {slot.field} and the block no {field}: set "
+                                  f"{field} to a saved {block_cls} block, or save the executor with its "
+                                  f"{slot.field} set (run.LocalTunnel(job_dir=...) for a cluster on this machine)"
+                                  if slot.kind is CredentialKind.SSH else
+                                  f"this {target.__name__} has no {slot.field} and the block no {field}: set "
+                                  f"{field} to a saved {block_cls} block, or save the executor with its "
+                                  f"{slot.field} set", path=_slot_path(slot.name))
+        return executor.with_credentials(credentials) if credentials else executor
 
 
-def _takes_tunnel(cls: type) -> bool:
-    return dataclasses.is_dataclass(cls) and any(f.name == "tunnel" for f in dataclasses.fields(cls))
+def _slot_path(name: str) -> str:
+    return "NemorunExecutorBlock.ssh_cluster" if name == _SSH_SLOT else f"NemorunExecutorBlock.credentials.{name}"
+
+
+def _slot(executor_cls: type, name: str) -> CredentialSlot:
+    """The executor class's slot ``name``, or a ConfigError naming the slot and the slots it has."""
+    for slot in executor_cls.credential_slots:
+        if slot.name == name:
+            return slot
+    have = ", ".join(repr(s.name) for s in executor_cls.credential_slots) or "none"
+    if name == _SSH_SLOT:
+        raise ConfigError(f"{executor_cls.__name__} takes no tunnel: it has no credential slot 'ssh' (its slots: "
+                          f"{have}); leave ssh_cluster out", path=_slot_path(name))
+    raise ConfigError(f"{executor_cls.__name__} has no credential slot {name!r} (its slots: {have})",
+                      path=_slot_path(name))
+
+
+def _check_block(executor_cls: type, slot: CredentialSlot, block: Any) -> None:
+    """Refuse a block that is not the credentials block of the slot's kind."""
+    expected = CREDENTIAL_BLOCKS[slot.kind]
+    if not isinstance(block, expected):
+        raise ConfigError(f"slot {slot.name!r} of {executor_cls.__name__} takes a {slot.kind.value} credential: give "
+                          f"a saved {expected.__name__} block, not {type(block).__name__}", path=_slot_path(slot.name))
 
 
 def split_secrets(data: Any) -> tuple[Any, Any]:
@@ -282,4 +436,5 @@ def merge_secrets(public: Any, secret: Any) -> Any:
     return secret
 
 
-__all__ = ["NemorunExecutorBlock", "NemorunSSHCluster", "merge_secrets", "split_secrets"]
+__all__ = ["CREDENTIAL_BLOCKS", "NemorunAPIKey", "NemorunBearerToken", "NemorunExecutorBlock", "NemorunKubeconfig",
+           "NemorunSSHCluster", "merge_secrets", "split_secrets"]

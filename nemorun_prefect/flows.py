@@ -26,14 +26,16 @@ Each experiment task becomes a ``nemorun-<name>`` task run that submits (or re-a
   :func:`on_cancellation_cancel_jobs` makes the same hook for any flow (one that calls ``run_nemorun_task`` itself,
   or runs experiment flows as subflows); :func:`cancel_flow_jobs` does it for any flow run id.
 
-How a cancel reaches the jobs. Every submission first records the job (its key and executor config, secrets
-redacted; then its handle) in ``$NEMORUN_HOME/prefect/prefect-<flow run id>/<task>/prefect_job.json``, and the hook
-cancels what it finds there, so it needs no state of the process that submitted. That matters because Prefect runs
+How a cancel reaches the jobs. Every submission first records the job (its key, job directory and executor config,
+secrets redacted; then its handle) in Prefect itself (a ``nemorun-job`` artifact keyed by the flow run id) and in
+``$NEMORUN_HOME/prefect/prefect-<flow run id>/<task>/prefect_job.json``, and the hook cancels what it finds there
+(:func:`nemorun_prefect.tasks.job_records`), so it needs no state of the process that submitted, nor its
+``$NEMORUN_HOME``. That matters because Prefect runs
 the hooks of a run cancelled through the API or UI (state ``Cancelling``) not in the flow's process but in the
 process that started it (``flow.serve()``, a worker), after killing the flow's process: the hooks of the flow
 object it served, or, for a deployment loaded from an entrypoint, of the flow it loads again from that entrypoint.
-Limits: the hook must see the same ``$NEMORUN_HOME`` as the flow run (true for ``serve`` and the process worker; a
-worker that runs flows in containers may run it where those files are not); a flow run started in a plain Python
+Limits: the hook must reach the Prefect API the flow run used (it does: Prefect runs it from there), and the
+backend of each job (a Local job only from the same machine); a flow run started in a plain Python
 process has no one watching the API, so it is cancelled only by a signal to that process (Prefect's own rule); a job
 whose submission was in flight when the flow's process was killed is found by its key if the backend has it by then.
 See docs/prefect.md, "Deployments and served flows".
@@ -42,7 +44,6 @@ See docs/prefect.md, "Deployments and served flows".
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
 from prefect import allow_failure, flow, get_run_logger
@@ -50,8 +51,9 @@ from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
 
 from nemorun_core.errors import ExperimentError
+from nemorun_core import orchestration
 from nemorun_core.executors.base import Executor, JobHandle, JobState
-from nemorun_core.experiment.jobref import find_attempt
+from nemorun_core.executors.jobkey import JobKey
 from nemorun_core.experiment.tasks import referenced_tasks, resolve_references
 from nemorun_prefect import artifacts
 from nemorun_prefect import tasks as nr_tasks
@@ -128,47 +130,49 @@ def cancel_flow_jobs(flow_run_id: Any, executors: dict[str, Executor] | None = N
                      timeout: float = 60.0) -> dict[str, JobState]:
     """Cancel every job that flow run ``flow_run_id`` submitted; return their final states by task name.
 
-    The jobs are those recorded under ``$NEMORUN_HOME/prefect/prefect-<flow_run_id>/`` at submission (see the module
-    docstring), plus, for each task name in ``executors`` (task name -> executor) without a record, the job that
-    executor finds by its key; a task in ``executors`` that has a record is cancelled through that executor rather
-    than one built from the record (whose secrets are redacted). Tasks with no job are left out; a job that could not
-    be reached is ``UNKNOWN`` (the error is logged). Waits up to ``timeout`` s in all for the jobs to be terminal.
-    Idempotent: a finished job keeps its state.
+    The jobs are those the flow run recorded at submission (:func:`nemorun_prefect.tasks.job_records`: Prefect's
+    own records, read through its API, so this works from a process with another ``$NEMORUN_HOME`` or on another
+    machine, plus this machine's record files), and, for each task name in ``executors`` (task name -> executor)
+    without a record, the job that executor finds by its key. A task in ``executors`` that has a record is cancelled
+    through that executor rather than one built from the record (whose secrets are redacted). A record made just
+    before its submission (no handle yet) is looked up by its key in its recorded job directory. Tasks with no job
+    are left out; a job that could not be reached is ``UNKNOWN`` (the error is logged). Waits up to ``timeout`` s in
+    all for the jobs to be terminal (:func:`nemorun_core.orchestration.cancel_all`). Idempotent: a finished job keeps
+    its state.
     """
     from prefect.logging import get_logger
 
     logger = get_logger("nemorun_prefect")
     executors = executors or {}
-    candidates: dict[str, tuple[str, Any, JobHandle | None]] = {}
-    for name, (key, ref) in nr_tasks.read_job_records(nr_tasks.flow_run_dir(flow_run_id)).items():
-        candidates[name] = (key, executors.get(name) or ref, ref.job_handle() if ref.handle else None)
+    candidates: dict[str, tuple[str, Any, JobHandle | None, str | None]] = {}
+    for name, record in nr_tasks.job_records(flow_run_id).items():
+        ref = record.ref
+        candidates[name] = (record.key, executors.get(name) or ref, ref.job_handle() if ref.handle else None,
+                            record.job_dir)
     for name, executor in executors.items():
-        candidates.setdefault(name, (nr_tasks.job_key(name, run_id=flow_run_id), executor, None))
-    found: dict[str, tuple[Executor, JobHandle]] = {}
+        candidates.setdefault(name, (nr_tasks.job_key(name, run_id=flow_run_id), executor, None, None))
+    found: list[tuple[str, Executor, JobHandle]] = []
     states: dict[str, JobState] = {}
-    for name, (key, source, handle) in candidates.items():
+    for name, (key, source, handle, recorded_dir) in candidates.items():
         try:
             executor = source.load_executor() if isinstance(source, nr_tasks.JobRef) else source
             if handle is None:
-                _, handle, _ = find_attempt(executor, lambda n: nr_tasks.job_key(name, n, run_id=flow_run_id),
-                                            nr_tasks.job_dir_for)
+                first = JobKey.parse(key)
+
+                def dir_of(k: JobKey, first: JobKey = first, recorded_dir: str | None = recorded_dir) -> str:
+                    return recorded_dir if k == first and recorded_dir else nr_tasks.job_dir_for(k)
+
+                _, handle, _ = orchestration.find_attempt(executor, first, dir_of)
             if handle is not None:
-                executor.cancel(handle)
-                found[name] = (executor, handle)
+                found.append((name, executor, handle))
         except Exception as exc:  # one unreachable backend must not keep the other jobs running
             logger.warning("could not cancel job %s: %s: %s", key, type(exc).__name__, exc)
             states[name] = JobState.UNKNOWN
-    deadline = time.monotonic() + timeout
-    for name, (executor, handle) in found.items():
-        try:
-            status = executor.status(handle)
-            while not status.is_terminal and time.monotonic() < deadline:
-                executor.wait_any([handle], 0.2)
-                status = executor.status(handle)
-            states[name] = status.state
-        except Exception as exc:
-            logger.warning("could not read the state of job %s: %s: %s", handle.key, type(exc).__name__, exc)
-            states[name] = JobState.UNKNOWN
+    reports = orchestration.cancel_all([(executor, handle) for _, executor, handle in found], timeout)
+    for (name, _, _), report in zip(found, reports):
+        if report.error:
+            logger.warning("%s", report.describe())
+        states[name] = report.state
     return states
 
 
@@ -235,11 +239,11 @@ def on_cancellation_cancel_jobs(*, timeout: float = 60.0, subflows: bool = True,
 
 def build_experiment_flow(exp: Any, *, max_concurrent: int | None = None) -> Any:
     """The Prefect flow (not run) for ``exp``; call it (``return_state=True`` works) to run it."""
-    if getattr(exp, "_launched", False):
+    if exp.launched:
         raise ExperimentError(f"experiment {exp.id!r} was already launched; build the flow from a new Experiment")
     if max_concurrent is not None and max_concurrent < 1:
         raise ExperimentError(f"max_concurrent must be at least 1, got {max_concurrent!r}")
-    specs = list(exp._tasks.values())  # insertion order is a topological order: dependencies are added first
+    specs = exp.task_specs()  # insertion order is a topological order: dependencies are added first
     if not specs:
         raise ExperimentError(f"experiment {exp.name!r} has no tasks; add some with exp.add(...)")
     cancel_hook = on_cancellation_cancel_jobs(subflows=False, executors={s.name: s.executor for s in specs})

@@ -14,42 +14,69 @@ value. ``submit_nemorun_task`` / ``wait_nemorun_task`` / ``cancel_nemorun_task``
 (:mod:`nemorun_prefect.artifacts`).
 
 Re-attach, never resubmit: the job key is ``prefect-<flow run id>/<name>/<attempt>``, the same for every retry of a
-task run and for a restarted flow run, and the job directory is derived from it. Before submitting, ``executor.find``
-is asked for those keys (:func:`nemorun_core.experiment.jobref.find_attempt`): a job that is pending, running or
-succeeded is followed (a finished one is not run again); only after a failed or cancelled job does a retry submit the
-next attempt. So within one flow run every call needs its own ``name`` (the default is the task function's name).
+task run and for a restarted flow run, and the job directory is derived from it
+(``$NEMORUN_HOME/prefect/<scope>/<name>[/attempt-N]``, :func:`nemorun_core.orchestration.job_dir`). Submitting goes
+through :func:`nemorun_core.orchestration.attach_or_submit`: a job that is pending, running or succeeded is followed
+(a finished one is not run again); only after a failed or cancelled job does a retry submit the next attempt. So
+within one flow run every call needs its own ``name`` (the default is the task function's name). Executors that
+cannot find a job by its key are refused (a retry could launch a second job).
+
+Job records. Before a job is submitted, and again once it has its handle, it is recorded twice: in
+``$NEMORUN_HOME/prefect/<scope>/<name>/prefect_job.json`` and in Prefect itself, as an artifact of type
+``nemorun-job`` keyed ``nemorun-job-<flow run id>-<name>-<hash>`` (its latest version is the current record). The
+record holds the key, the job directory and a :class:`JobRef` (executor config with secrets redacted), so
+:func:`nemorun_prefect.flows.cancel_flow_jobs` finds the jobs of a flow run from any process that reaches the
+Prefect API, whatever its ``$NEMORUN_HOME``. The record artifacts are not linked to the flow run (so its artifact
+list shows only the artifacts meant for people); they are found by key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import threading
-import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect import get_run_logger
 from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
 
 from nemorun_core.errors import ExperimentError
-from nemorun_core.executors.base import Executor, JobState, follow_log
+from nemorun_core.executors.base import Executor, JobHandle, JobState, follow_log
 from nemorun_core.executors.files import read_json, write_atomic
-from nemorun_core.experiment.experiment import job_failure
-from nemorun_core.experiment.jobref import JobRef, attempt_dir, executor_config, find_attempt
+from nemorun_core.executors.jobkey import JobKey
+from nemorun_core.experiment.jobref import JobRef, executor_config
 from nemorun_core.experiment.results import read_result
 from nemorun_core.experiment.store import check_name
+from nemorun_core.experiment.tasks import TaskSpec, default_name, normalize_task
 from nemorun_core.home import default_home
-from nemorun_core.experiment.tasks import TaskSpec, check_task, default_name, make_job, normalize_task
+from nemorun_core import orchestration
 from nemorun_prefect import artifacts
 
 # Seconds between status polls when the executor cannot be woken by the backend (its wait_any sleeps).
 _POLL = 1.0
-# Written into each job's directory (under $NEMORUN_HOME/prefect/<flow run>/<name>) at submission.
+# Written into each task's directory (under $NEMORUN_HOME/prefect/<flow run>/<name>) at submission.
 JOB_RECORD = "prefect_job.json"
+#: The orchestrator's name in job directories: ``$NEMORUN_HOME/prefect/...``.
+ORCHESTRATOR = "prefect"
+#: Type of the Prefect artifacts that hold job records.
+RECORD_TYPE = "nemorun-job"
+
+_log = logging.getLogger("nemorun_prefect")
+
+
+class JobRecord(NamedTuple):
+    """One recorded job of a flow run: its task name, key, job directory and :class:`JobRef` (``ref.handle`` is
+    ``{}`` when it was recorded just before its submission: the job may or may not exist)."""
+
+    name: str
+    key: str
+    job_dir: str
+    ref: JobRef
 
 
 def job_key(name: str, attempt: int = 0, *, run_id: Any = None) -> str:
@@ -58,7 +85,7 @@ def job_key(name: str, attempt: int = 0, *, run_id: Any = None) -> str:
     Outside a flow run (a task run alone, or a plain call) the task run id stands in; with neither, a fresh id: no
     re-attach is possible then.
     """
-    return f"{_run_part(run_id)}/{name}/{int(attempt)}"
+    return str(JobKey(_run_part(run_id), name, int(attempt)))
 
 
 def _run_id() -> str:
@@ -74,63 +101,155 @@ def _run_part(run_id: Any) -> str:
 def flow_run_dir(run_id: Any = None) -> str:
     """``$NEMORUN_HOME/prefect/prefect-<flow run id>``: the task directories (job files and records) of flow run
     ``run_id`` (default: the current one)."""
-    return os.path.join(default_home(), "prefect", _run_part(run_id))
+    return orchestration.scope_dir(default_home(), ORCHESTRATOR, _run_part(run_id))
 
 
-def _task_dir(key: str) -> str:
-    run_part, name, _ = key.split("/")
-    return os.path.join(default_home(), "prefect", run_part, name)
-
-
-def job_dir_for(key: str) -> str:
+def job_dir_for(key: str | JobKey) -> str:
     """Where the job's files live: ``$NEMORUN_HOME/prefect/<flow run>/<name>[/attempt-N]`` (same on every retry)."""
-    return attempt_dir(_task_dir(key), key)
+    return orchestration.job_dir(default_home(), ORCHESTRATOR, key)
 
 
-def record_job(key: str, ref: JobRef) -> None:
-    """Write ``ref`` and the job key to ``$NEMORUN_HOME/prefect/<flow run>/<name>/prefect_job.json`` (``ref.handle``
-    is ``{}`` before the submission; a later attempt replaces an earlier one's record), where
-    :func:`nemorun_prefect.flows.cancel_flow_jobs` finds every job of a flow run. ``ref`` holds no secret (its
-    executor config is redacted)."""
-    write_atomic(os.path.join(_task_dir(key), JOB_RECORD),
-                 json.dumps({"key": key, **dataclasses.asdict(ref)}, sort_keys=True))
+def record_job(key: str | JobKey, ref: JobRef, job_dir: str | None = None) -> None:
+    """Record the job of ``key`` (see the module docstring): in ``<task dir>/prefect_job.json`` and as a Prefect
+    artifact. ``ref.handle`` is ``{}`` before the submission; a later attempt replaces an earlier one's record.
+    ``ref`` holds no secret (its executor config is redacted).
+
+    A record that Prefect refuses (its API cannot be reached) is logged, not raised: the file record still lets a
+    hook under the same ``$NEMORUN_HOME`` find the job.
+    """
+    key = key if isinstance(key, JobKey) else JobKey.parse(key)
+    data = {"key": str(key), "job_dir": job_dir or job_dir_for(key), **dataclasses.asdict(ref)}
+    directory = orchestration.task_dir(default_home(), ORCHESTRATOR, key)
+    os.makedirs(directory, exist_ok=True)
+    write_atomic(os.path.join(directory, JOB_RECORD), json.dumps(data, sort_keys=True))
+    try:
+        _record_in_prefect(key, data)
+    except Exception as exc:  # noqa: BLE001 - the API's errors are many kinds; the file record stands
+        _log.warning("could not record job %s in Prefect (a cancellation hook under another NEMORUN_HOME will not "
+                     "find it): %s: %s", key, type(exc).__name__, exc)
+
+
+def record_artifact_key(flow_run_id: Any, name: str) -> str:
+    """The key of the Prefect artifact that records task ``name``'s job in flow run ``flow_run_id``."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return artifacts.artifact_key(f"nemorun-job-{flow_run_id}", name[:40], digest)
+
+
+def _record_prefix(flow_run_id: Any) -> str:
+    return artifacts.artifact_key(f"nemorun-job-{flow_run_id}") + "-"
+
+
+def _record_in_prefect(key: JobKey, data: dict[str, Any]) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    run_id = key.scope.removeprefix("prefect-")
+    state = "submitted" if data["handle"] else "about to be submitted"
+    with get_client(sync_client=True) as client:
+        client.create_artifact(ArtifactCreate(
+            key=record_artifact_key(run_id, key.task), type=RECORD_TYPE, data=data,
+            description=f"nemorun job record of task {key.task!r} of flow run {run_id}: {key} ({state}); read by "
+                        "the flow's cancellation hook"))
+
+
+def job_records(flow_run_id: Any) -> dict[str, JobRecord]:
+    """``{task name: JobRecord}``: the latest job recorded for each task of flow run ``flow_run_id``, from Prefect's
+    artifacts and this machine's ``$NEMORUN_HOME`` together (so a process with another home still finds them).
+
+    Where both know a task, the later attempt wins, and at equal attempts the record that has a handle. A source
+    that cannot be read is left out with a warning.
+    """
+    found = {r.name: r for r in _file_records(flow_run_dir(flow_run_id))}
+    try:
+        remote = _prefect_records(flow_run_id)
+    except Exception as exc:  # noqa: BLE001 - an API that cannot be reached: the files still count
+        _log.warning("could not read the job records of flow run %s from Prefect: %s: %s", flow_run_id,
+                     type(exc).__name__, exc)
+        remote = []
+    for record in remote:
+        mine = found.get(record.name)
+        if mine is None or _rank(record) > _rank(mine):
+            found[record.name] = record
+    return found
+
+
+def _rank(record: JobRecord) -> tuple[int, bool]:
+    return JobKey.parse(record.key).attempt, bool(record.ref.handle)
+
+
+def _prefect_records(flow_run_id: Any) -> list[JobRecord]:
+    from prefect import get_client
+
+    # A raw request: Prefect 3.8's read_artifacts sends the filters it was not given as null, which its server
+    # refuses. Newest first, so the first version of each key is its latest.
+    body = {"artifacts": {"key": {"like_": _record_prefix(flow_run_id)}, "type": {"any_": [RECORD_TYPE]}},
+            "sort": "CREATED_DESC", "limit": 200, "offset": 0}
+    with get_client(sync_client=True) as client:
+        response = client.request("POST", "/artifacts/filter", json=body)
+    seen: set[str] = set()
+    records = []
+    for item in response.json():
+        if item.get("key") in seen:
+            continue
+        seen.add(item.get("key"))
+        record = _parse_record(item.get("data"), f"Prefect artifact {item.get('key')}")
+        if record is not None and JobKey.parse(record.key).scope == _run_part(flow_run_id):
+            records.append(record)
+    return records
+
+
+def _parse_record(data: Any, where: str) -> JobRecord | None:
+    try:
+        if isinstance(data, str):
+            data = json.loads(data)
+        if data:
+            data = dict(data)
+            key = str(JobKey.parse(data.pop("key")))
+            job_dir = data.pop("job_dir", None) or job_dir_for(key)
+            ref = JobRef(**data)
+            return JobRecord(ref.name, key, job_dir, ref)
+    except Exception as exc:  # noqa: BLE001 - a damaged record is reported, the others still count
+        _log.warning("unreadable job record %s: %s: %s", where, type(exc).__name__, exc)
+    return None
+
+
+def _file_records(run_dir: str) -> list[JobRecord]:
+    try:
+        names = sorted(os.listdir(run_dir))
+    except FileNotFoundError:
+        return []
+    records = []
+    for name in names:
+        record = _read_file_record(os.path.join(run_dir, name, JOB_RECORD))
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def _read_file_record(path: str) -> JobRecord | None:
+    try:
+        data = read_json(path)
+    except (ValueError, OSError) as exc:
+        _log.warning("unreadable job record %s: %s: %s", path, type(exc).__name__, exc)
+        return None
+    return _parse_record(data, path) if data else None
 
 
 def read_job_records(run_dir: str) -> dict[str, tuple[str, JobRef]]:
-    """``{task name: (job key, JobRef)}`` for every job recorded under ``run_dir`` (``.../prefect/prefect-<id>``).
+    """``{task name: (job key, JobRef)}`` for every job recorded under ``run_dir`` (``.../prefect/prefect-<id>``)
+    on this machine (:func:`job_records` also reads Prefect's records).
 
     A JobRef whose ``handle`` is ``{}`` was recorded just before its submission: the job may or may not exist. A record
     that cannot be read is left out with a warning (the others are still returned).
     """
-    try:
-        names = sorted(os.listdir(run_dir))
-    except FileNotFoundError:
-        return {}
-    records = {}
-    for name in names:
-        record = _read_record(os.path.join(run_dir, name, JOB_RECORD))
-        if record is not None:
-            records[record[1].name] = record
-    return records
-
-
-def _read_record(path: str) -> tuple[str, JobRef] | None:
-    """``(job key, JobRef)`` from one record; None when there is none or it cannot be read (with a warning)."""
-    try:
-        data = read_json(path)
-        if data:
-            key = data.pop("key")
-            return key, JobRef(**data)
-    except (ValueError, KeyError, TypeError) as exc:
-        logging.getLogger("nemorun_prefect").warning("unreadable job record %s: %s: %s", path,
-                                                     type(exc).__name__, exc)
-    return None
+    return {r.name: (r.key, r.ref) for r in _file_records(run_dir)}
 
 
 def recorded_job(name: str, run_id: Any = None) -> tuple[str, JobRef] | None:
     """The latest job recorded for task ``name`` of flow run ``run_id`` (default: the current one), as
-    ``(job key, JobRef)``, or None when that task submitted nothing. Reads that task's record only."""
-    return _read_record(os.path.join(flow_run_dir(run_id), name, JOB_RECORD))
+    ``(job key, JobRef)``, or None when that task submitted nothing. Reads that task's record file only."""
+    record = _read_file_record(os.path.join(flow_run_dir(run_id), name, JOB_RECORD))
+    return None if record is None else (record.key, record.ref)
 
 
 def submit(task: Any, executor: Executor | None = None, *, name: str | None = None) -> JobRef:
@@ -140,6 +259,7 @@ def submit(task: Any, executor: Executor | None = None, *, name: str | None = No
 
     Raises:
         ConfigError: the task failed validation (nothing submitted).
+        CapabilityError: the executor cannot find a job by its key (a retry could submit a second job).
         SubmissionError: the backend refused the job.
     """
     from nemorun_core.executors.local import LocalExecutor
@@ -147,36 +267,24 @@ def submit(task: Any, executor: Executor | None = None, *, name: str | None = No
     normalized = normalize_task(task, {})
     name = check_name(name or default_name(normalized), "task name")
     spec = TaskSpec(name, normalized, (executor or LocalExecutor()).clone(), [])
-    run_id = _run_id()
     logger = get_run_logger()
-    attempt, handle, status = find_attempt(spec.executor, lambda n: job_key(name, n, run_id=run_id), job_dir_for)
-    if handle is not None:
-        logger.info("re-attaching to job %s (%s %s, %s), submitted before by this flow run", handle.key,
-                    handle.backend, handle.job_id, status.state.value)
-        ref = JobRef.create(spec, handle)
-        record_job(handle.key, ref)
-        return ref
-    check_task(spec)
-    key = job_key(name, attempt, run_id=run_id)
-    job_dir = job_dir_for(key)
-    if attempt:
-        logger.warning("the earlier job of task %r in this flow run failed or was cancelled: submitting a fresh one "
-                       "(attempt %d)", name, attempt)
-    os.makedirs(job_dir, exist_ok=True)
-    # Recorded before submitting, so a cancellation hook finds the job (by key) even if this process dies mid-submit.
-    pending = JobRef(spec.name, spec.kind, {}, executor_config(spec.executor))
-    record_job(key, pending)
-    handle = spec.executor.submit(make_job(spec, key, job_dir))
-    logger.info("submitted job %s (%s %s), files in %s", key, handle.backend, handle.job_id, handle.job_dir)
-    ref = dataclasses.replace(pending, handle=handle.to_dict())
-    record_job(key, ref)
-    artifacts.task_submitted(spec, handle)  # only here: a re-attach (above) makes no second one
-    return ref
+    config = executor_config(spec.executor)
+
+    def record(key: JobKey, handle: JobHandle | None) -> None:
+        record_job(key, JobRef(spec.name, spec.kind, handle.to_dict() if handle else {}, config),
+                   handle.job_dir if handle is not None and handle.job_dir else job_dir_for(key))
+
+    attached = orchestration.attach_or_submit(spec, JobKey(_run_part(None), name), job_dir_for, record=record,
+                                              log=lambda line: logger.info("%s", line))
+    if attached.submitted:
+        artifacts.task_submitted(spec, attached.handle)  # only here: a re-attach makes no second one
+    return JobRef(spec.name, spec.kind, attached.handle.to_dict(), config)
 
 
 def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = None,
          executor: Executor | None = None) -> Any:
-    """Follow the job to its end, sending each new log line to the Prefect run logger; return the task's value.
+    """Follow the job to its end, sending each new log line (secrets redacted by
+    :func:`~nemorun_core.executors.base.follow_log`) to the Prefect run logger; return the task's value.
 
     Args:
         ref: the job, as :func:`submit` returned it.
@@ -200,7 +308,7 @@ def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = Non
             f"stopped following job {handle.key} ({status.state.value}): its flow run is ending; the job is left "
             "to the flow's cancellation hook, or to a restart of the flow run, which re-attaches to it")
     if status.state is not JobState.SUCCEEDED:
-        raise job_failure(spec, status)
+        raise orchestration.job_error(spec, status, orchestration.known_secrets(executor))
     return read_result(spec)
 
 
@@ -210,14 +318,9 @@ def cancel(ref: JobRef, *, timeout: float = 60.0, executor: Executor | None = No
     Idempotent: a finished job keeps its state. ``executor``: as for :func:`wait`.
     """
     spec = ref.spec(executor)
-    spec.executor.cancel(spec.handle)
-    deadline = time.monotonic() + timeout
-    status = spec.executor.status(spec.handle)
-    while not status.is_terminal and time.monotonic() < deadline:
-        spec.executor.wait_any([spec.handle], 0.2)
-        status = spec.executor.status(spec.handle)
-    get_run_logger().info("job %s: %s", spec.handle.key, status.state.value)
-    return status.state
+    report = orchestration.cancel_and_wait(spec.executor, spec.handle, timeout)
+    get_run_logger().info("%s", report.describe())
+    return report.state
 
 
 def run(task: Any, executor: Executor | None = None, *, name: str | None = None) -> Any:
@@ -233,5 +336,5 @@ wait_nemorun_task = prefect_task(wait, name="wait_nemorun_task", cache_policy=NO
 cancel_nemorun_task = prefect_task(cancel, name="cancel_nemorun_task", cache_policy=NO_CACHE)
 
 __all__ = ["JobRef", "cancel", "cancel_nemorun_task", "run", "run_nemorun_task", "submit", "submit_nemorun_task",
-           "wait", "wait_nemorun_task", "flow_run_dir", "job_key", "job_dir_for", "record_job", "read_job_records",
-           "recorded_job"]
+           "wait", "wait_nemorun_task", "flow_run_dir", "job_key", "job_dir_for", "job_records", "record_job",
+           "read_job_records", "recorded_job", "JobRecord"]

@@ -157,6 +157,29 @@ class Experiment:
     def tasks(self) -> list[str]:
         return list(self._tasks)
 
+    @property
+    def launched(self) -> bool:
+        """Whether the experiment was run (or loaded from the store): no task can be added, and an orchestrator
+        must not build a flow or DAG from it (build one from a new Experiment, or ``exp.rerun()``)."""
+        return self._launched
+
+    def task_specs(self) -> list[TaskSpec]:
+        """Every task's spec (name, task, executor, dependencies, handle, status), in the order added.
+
+        That order is topological (a task's dependencies are added before it), so an orchestrator that creates one
+        node per spec in this order has every upstream node already. The specs are the experiment's own: read them,
+        do not change them.
+        """
+        return list(self._tasks.values())
+
+    def spec(self, name: str) -> TaskSpec:
+        """The spec of task ``name`` (see :meth:`task_specs`).
+
+        Raises:
+            ExperimentError: no such task, naming the closest task name and every task.
+        """
+        return self._spec(name)
+
     # -- running ------------------------------------------------------------------------------------------------------
     def dryrun(self, *, print_out: bool = True) -> dict[str, Any]:
         """What each task would submit (its executor's ``dryrun``), without writing or starting anything."""

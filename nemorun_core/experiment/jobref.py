@@ -4,14 +4,16 @@ trigger's kwargs, Airflow's task state store) and follow the job from another pr
 A :class:`JobRef` holds the job's handle and its executor's serialized config with every secret redacted, so it can
 be stored anywhere; :meth:`JobRef.load_executor` brings the secrets back from the reading process's environment (see
 :func:`nemorun_core.secrets.restore`).
+
+Finding the job again (attempt walking, attach-or-submit) is :mod:`nemorun_core.orchestration`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
+from nemorun_core.executors.base import Executor, JobHandle
 from nemorun_core.experiment.tasks import TaskSpec
 
 
@@ -82,42 +84,4 @@ class _ResultSpec(TaskSpec):
         return self.kind_
 
 
-def reusable(status: JobStatus) -> bool:
-    """Whether a job found again should be followed rather than replaced: it is pending, running or succeeded.
-
-    A failed or cancelled job is replaced by a fresh attempt (what a retry is for). So is an UNKNOWN one: the backend
-    no longer knows it (its record expired, its files were removed), and following it would never end.
-    """
-    return status.state is JobState.SUCCEEDED or not (status.is_terminal or status.state is JobState.UNKNOWN)
-
-
-def find_attempt(executor: Executor, key_of: Callable[[int], str], dir_of: Callable[[str], str], *,
-                 start: int = 0) -> tuple[int, JobHandle | None, JobStatus | None]:
-    """Find the job an orchestrator task should follow, by its attempt keys, before it submits anything.
-
-    Attempts ``start, start + 1, ...`` are looked up with ``executor.find(key_of(n), dir_of(key_of(n)))`` until one is
-    :func:`reusable` (returned with its status) or absent: ``(n, None, None)``, the attempt to submit next. So a
-    retry after a crash re-attaches to a job that runs or succeeded, and resubmits only after a failure.
-    """
-    attempt = start
-    while True:
-        key = key_of(attempt)
-        handle = executor.find(key, dir_of(key))
-        if handle is None:
-            return attempt, None, None
-        status = executor.status(handle)
-        if reusable(status):
-            return attempt, handle, status
-        attempt += 1
-
-
-def attempt_dir(base: str, key: str) -> str:
-    """The job directory of ``key`` (``.../<attempt>``) under ``base``: ``base`` for attempt 0, else
-    ``base/attempt-<n>`` (so a task's first job keeps the plain directory and later attempts sit beside its files)."""
-    import os
-
-    attempt = key.rsplit("/", 1)[-1]
-    return base if attempt == "0" else os.path.join(base, f"attempt-{attempt}")
-
-
-__all__ = ["JobRef", "attempt_dir", "executor_config", "find_attempt", "load_executor", "result_spec", "reusable"]
+__all__ = ["JobRef", "executor_config", "load_executor", "result_spec"]

@@ -77,3 +77,17 @@ class DiesAfterSubmitOf(DiesAfterSubmit):
         if self.key_part not in job.key:
             return LocalExecutor.submit(self, job)
         return super().submit(job)
+
+
+@dataclasses.dataclass(kw_only=True)
+class SlowHandover(LocalExecutor):
+    """A LocalExecutor whose ``submit`` returns ``delay`` seconds after the job started: it widens the moment between
+    the backend accepting a job and the operator deferring it (about a second on a loaded worker) so that a test can
+    kill the task inside it."""
+
+    delay: float = 0.0
+
+    def submit(self, job: Job) -> JobHandle:
+        handle = super().submit(job)
+        time.sleep(self.delay)
+        return handle

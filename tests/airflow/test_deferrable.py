@@ -46,8 +46,9 @@ def test_trigger_serializes_to_plain_data_without_secrets(tmp_path) -> None:
                                 offset=7, poll_interval=2.5)
     classpath, kwargs = trigger.serialize()
     assert classpath == "nemorun_airflow.triggers.NemorunJobTrigger"
-    assert sorted(kwargs) == ["cancel_on_kill", "executor", "handle", "masks", "offset", "poll_interval",
-                              "ssh_conn_id"]
+    assert sorted(kwargs) == ["cancel_on_kill", "connections", "executor", "handle", "masks", "offset",
+                              "poll_interval"]
+    assert kwargs["connections"] == {"ssh": "slurm"}  # ssh_conn_id= is the "ssh" slot; ids only, never secrets
     assert SECRET not in json.dumps(kwargs) and "<redacted>" in json.dumps(kwargs)
     # what Airflow stores for the triggerer round-trips into an equal trigger
     stored = BaseSerialization.deserialize(BaseSerialization.serialize(kwargs))

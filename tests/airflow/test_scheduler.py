@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from nemorun_core.executors.base import JobState
+
 from tests.airflow import _dagrun
 
 pytestmark = [pytest.mark.airflow, pytest.mark.local]
@@ -216,3 +218,84 @@ def test_a_cleared_task_reattaches_to_its_job_instead_of_running_it_again(airflo
     assert "already succeeded: not run again" in _log(airflow_server, "nr_sched_clear", runs["done"], "job", 2)
     second = _log(airflow_server, "nr_sched_clear", runs["running"], "job", 2)
     assert "re-attaching to job" in second and ": RUNNING" in second, second[-3000:]
+
+
+def _log_or_empty(server, dag_id: str, run_id: str, try_number: int = 1) -> str:
+    from tests.airflow._server import AirflowServerError
+
+    try:
+        return _log(server, dag_id, run_id, "job", try_number)
+    except AirflowServerError:
+        return ""
+
+
+def test_a_cleared_synchronous_task_reattaches_to_its_running_job(airflow_server, job_home, tmp_path) -> None:
+    # Not deferred: the try runs in a worker, and clearing it makes Airflow kill that process (on_kill). The job must
+    # survive the kill and the new try must follow it, not submit a second one.
+    import nemorun_core as run
+    from nemorun_airflow.operators import job_dir_for, job_key
+
+    marker, release = str(tmp_path / "runs"), tmp_path / "release"
+    _dag(airflow_server, "nr_sched_clear_sync", """
+        with DAG("nr_sched_clear_sync", schedule=None, start_date=START) as dag:
+            NemorunOperator(task_id="job", task=run.Partial(_scheduled.count_run_until, marker=C["marker"], value=5,
+                                                            release=C["release"]),
+                            deferrable=False, poll_interval=0.3)
+    """, marker=marker, release=str(release))
+    run_id = airflow_server.trigger("nr_sched_clear_sync")["dag_run_id"]
+    executor = run.LocalExecutor()
+    key = job_key("nr_sched_clear_sync", run_id, "job")
+    try:
+        airflow_server.wait_until(lambda: _log_or_empty(airflow_server, "nr_sched_clear_sync", run_id),
+                                  lambda log: "counted run, returning 5" in log, 90, "the job's first line")
+        handle = executor.find(key, job_dir_for(key))
+        assert handle is not None and executor.status(handle).state is JobState.RUNNING
+        assert _ti(airflow_server, "nr_sched_clear_sync", run_id, "job")["state"] == "running"
+        _clear(airflow_server, "nr_sched_clear_sync", run_id, "job")
+        # While the killed try winds down its log may be briefly unavailable (404): ask again.
+        first = airflow_server.wait_until(lambda: _log_or_empty(airflow_server, "nr_sched_clear_sync", run_id),
+                                          lambda log: "task cleared" in log or "task killed" in log, 60,
+                                          "on_kill of the cleared try")
+        assert "keeps running; the next try re-attaches to it" in first, first[-3000:]
+        airflow_server.wait_until(lambda: _ti(airflow_server, "nr_sched_clear_sync", run_id, "job"),
+                                  lambda ti: ti["try_number"] == 2 and ti["state"] == "running", 90,
+                                  "the new try to run")
+        second = airflow_server.wait_until(lambda: _log_or_empty(airflow_server, "nr_sched_clear_sync", run_id, 2),
+                                           lambda log: "re-attaching to job" in log, 60, "the new try to re-attach")
+        assert ": RUNNING" in second and executor.status(handle).state is JobState.RUNNING
+    finally:
+        release.touch()
+    assert airflow_server.wait_for_run("nr_sched_clear_sync", run_id)["state"] == "success"
+    assert len(_lines(marker)) == 1, "the cleared task ran its job again"
+    xcom = airflow_server.api("GET", f"/api/v2/dags/nr_sched_clear_sync/dagRuns/{run_id}/taskInstances/job/"
+                                     "xcomEntries/return_value?deserialize=true")["value"]
+    assert xcom["result"] == 5 and xcom["key"] == key and xcom["handle"] == handle.to_dict()
+
+
+def test_a_task_killed_while_deferring_cancels_its_job(airflow_server, job_home, tmp_path) -> None:
+    # The task is marked failed after its job started but before the task handed its trigger to Airflow: no trigger
+    # will ever run for it, so the task process itself must cancel the job.
+    import nemorun_core as run
+    from nemorun_airflow.operators import job_dir_for, job_key
+
+    marker = str(tmp_path / "runs")
+    _dag(airflow_server, "nr_sched_kill_deferring", """
+        with DAG("nr_sched_kill_deferring", schedule=None, start_date=START) as dag:
+            NemorunOperator(task_id="job", task=run.Partial(_jobs.count_run, marker=C["marker"], value=1,
+                                                            seconds=300),
+                            executor=_jobs.SlowHandover(delay=30.0), deferrable=True, poll_interval=0.5)
+    """, marker=marker)
+    run_id = airflow_server.trigger("nr_sched_kill_deferring")["dag_run_id"]
+    executor = run.LocalExecutor()
+    key = job_key("nr_sched_kill_deferring", run_id, "job")
+    handle = airflow_server.wait_until(lambda: executor.find(key, job_dir_for(key)), lambda h: h is not None, 90,
+                                       "the job to be submitted", interval=0.2)
+    assert _ti(airflow_server, "nr_sched_kill_deferring", run_id, "job")["state"] == "running", "not deferred yet"
+    airflow_server.api("PATCH", f"/api/v2/dags/nr_sched_kill_deferring/dagRuns/{run_id}/taskInstances/job",
+                       {"new_state": "failed"})
+    status = airflow_server.wait_until(lambda: executor.status(handle), lambda st: st.is_terminal, 60,
+                                       "the job of the task killed while deferring to end", interval=0.3)
+    assert status.state is JobState.CANCELLED, status
+    assert "task killed (failed): cancelling job" in _log(airflow_server, "nr_sched_kill_deferring", run_id, "job")
+    assert _ti(airflow_server, "nr_sched_kill_deferring", run_id, "job")["state"] == "failed"
+    assert len(_lines(marker)) == 1

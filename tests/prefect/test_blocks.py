@@ -10,13 +10,16 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
 import nemorun_core as run
 from nemorun_core.config import serialize
+from nemorun_core.credentials import CredentialKind, CredentialSlot
 from nemorun_core.errors import ConfigError
+from nemorun_core.secrets import REDACTED, Secret, redact
 from tests.integration import _tasks, services
 from tests.prefect.test_artifacts import _artifacts
 
@@ -24,7 +27,30 @@ pytestmark = pytest.mark.prefect
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECRET = "sk-abcdefghijklmnopqrstuvwxyz012345"
-SLUGS = frozenset({"nemorun-executor", "nemorun-ssh-cluster"})
+SLUGS = frozenset({"nemorun-executor", "nemorun-ssh-cluster", "nemorun-bearer-token", "nemorun-api-key",
+                   "nemorun-kubeconfig"})
+TOKEN = "tok-5e4d3c2b1a0918f7e6d5c4b3a2918070"
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: kind, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: admin, user: {token: kube-token-0a1b2c3d4e5f60718293}}]
+contexts: [{name: kind-admin, context: {cluster: kind, user: admin}}]
+current-context: kind-admin
+"""
+
+
+@dataclasses.dataclass(kw_only=True)
+class TokenLocalExecutor(run.LocalExecutor):
+    """A local executor that also takes a bearer token and a kubeconfig, under neutral field names: the shape of the
+    next HTTP and Kubernetes backends, whose slots the blocks fill without knowing the executor."""
+
+    upstream: Any = None
+    cluster_config: Any = None
+
+    credential_slots: ClassVar[tuple[CredentialSlot, ...]] = (
+        CredentialSlot("token", CredentialKind.BEARER_TOKEN, "upstream", "the API's bearer token"),
+        CredentialSlot("cluster", CredentialKind.KUBECONFIG, "cluster_config", "the cluster's kubeconfig"),
+    )
 
 
 def secret_digest(name: str) -> str:
@@ -87,12 +113,17 @@ def test_prefect_block_register_cli_registers_both_block_types(prefect_harness: 
     proc = subprocess.run([prefect_cli, "block", "register", "-m", "nemorun_prefect.blocks"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Successfully registered 2 blocks" in proc.stdout, proc.stdout
+    assert "Successfully registered 5 blocks" in proc.stdout, proc.stdout
     with get_client(sync_client=True) as client:
         types = {t.slug: t for t in client.read_block_types()}
         assert SLUGS <= set(types)
         schema = client.get_most_recent_block_schema_for_block_type(types["nemorun-ssh-cluster"].id)
+        secret_fields = {slug: set(client.get_most_recent_block_schema_for_block_type(types[slug].id)
+                                   .fields["secret_fields"]) for slug in ("nemorun-bearer-token", "nemorun-api-key",
+                                                                          "nemorun-kubeconfig")}
     assert {"private_key", "passphrase"} <= set(schema.fields["secret_fields"]), schema.fields["secret_fields"]
+    assert secret_fields == {"nemorun-bearer-token": {"token"}, "nemorun-api-key": {"key"},
+                             "nemorun-kubeconfig": {"kubeconfig"}}
 
 
 def test_prefect_loads_the_blocks_through_the_collections_entry_point(tmp_path) -> None:
@@ -108,11 +139,10 @@ def test_prefect_loads_the_blocks_through_the_collections_entry_point(tmp_path) 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
                           cwd=str(tmp_path), stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["module", "['nemorun-executor', 'nemorun-ssh-cluster']",
-                                        "NemorunSSHCluster"], proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["module", str(sorted(SLUGS)), "NemorunSSHCluster"], proc.stdout + proc.stderr
 
 
-# -- the executor block -------------------------------------------------------------------------------------------------
+# -- the executor block ------------------------------------------------------------------------------------------------
 def test_executor_block_round_trip_and_no_secret_in_the_api_or_a_task_run(prefect_harness: None, tmp_path) -> None:
     from prefect import flow
 
@@ -198,7 +228,103 @@ def test_bad_executor_blocks_are_clear_errors_naming_the_field() -> None:
         NemorunSSHCluster(host="login", user="me", job_dir="/scratch", host_key_policy="trust-all")
 
 
-# -- the SSH cluster block, for real ------------------------------------------------------------------------------------
+# -- credentials blocks of the other kinds -----------------------------------------------------------------------------
+def test_credentials_blocks_fill_slots_by_kind_by_reference_and_no_secret_is_stored(prefect_harness: None) -> None:
+    from prefect import flow
+
+    from nemorun_prefect import submit_nemorun_task, wait_nemorun_task
+    from nemorun_prefect.blocks import NemorunBearerToken, NemorunExecutorBlock, NemorunKubeconfig
+
+    NemorunBearerToken(token="tok-first-000000000000000000000000").save("ci-token", overwrite=True)
+    NemorunKubeconfig(kubeconfig=KUBECONFIG).save("ci-kube", overwrite=True)
+    stale = "stale-token-value-0123456789"  # what the executor held when saved: replaced by the block's
+    NemorunExecutorBlock.from_executor(
+        TokenLocalExecutor(upstream=Secret(stale), cancel_grace_s=2.0),
+        credentials={"token": NemorunBearerToken.load("ci-token"), "cluster": NemorunKubeconfig.load("ci-kube")},
+    ).save("ci-token-exec", overwrite=True)
+    NemorunBearerToken(token=TOKEN).save("ci-token", overwrite=True)  # rotated: one block edit reaches every user
+
+    for include_secrets in (False, True):  # the executor block holds references only, never a copy
+        doc = _document("ci-token-exec", "nemorun-executor", include_secrets=include_secrets)
+        text = doc.model_dump_json()
+        assert TOKEN not in text and "kube-token-" not in text and stale not in text
+        assert doc.data["credentials"] == {"token": "nemorun-bearer-token/ci-token",
+                                           "cluster": "nemorun-kubeconfig/ci-kube"}
+        assert doc.data["executor_config"]["upstream"] is None and doc.data["executor_config"]["cluster_config"] is None
+    assert TOKEN not in _document("ci-token", "nemorun-bearer-token", include_secrets=False).model_dump_json()
+    assert _document("ci-token", "nemorun-bearer-token", include_secrets=True).data["token"] == TOKEN
+    assert "kube-token-" not in _document("ci-kube", "nemorun-kubeconfig", include_secrets=False).model_dump_json()
+
+    executor = NemorunExecutorBlock.load("ci-token-exec").executor()
+    assert isinstance(executor, TokenLocalExecutor) and executor.cancel_grace_s == 2.0
+    assert executor.upstream == TOKEN and isinstance(executor.upstream, Secret)
+    assert executor.cluster_config == KUBECONFIG and isinstance(executor.cluster_config, Secret)
+    stored = redact(serialize.encode(executor, payload=True))
+    assert stored["upstream"] == stored["cluster_config"] == {"_secret_": REDACTED}
+    assert TOKEN not in json.dumps(stored) and "kube-token-" not in json.dumps(stored)
+
+    @flow
+    def token_flow() -> tuple:
+        loaded = NemorunExecutorBlock.load("ci-token-exec").executor()
+        ref = submit_nemorun_task(run.Partial(_tasks.add, a=1, b=2), loaded, name="with-token")
+        return ref, wait_nemorun_task(ref)
+
+    state = token_flow(return_state=True)
+    assert state.is_completed(), state
+    ref, value = state.result()
+    assert value == 3
+    ref_json = json.dumps(dataclasses.asdict(ref))
+    assert TOKEN not in ref_json and "kube-token-" not in ref_json and REDACTED in ref_json
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    assert artifacts and all(TOKEN not in str(a.data) and "kube-token-" not in str(a.data) for a in artifacts)
+    assert _files_containing(os.environ["NEMORUN_HOME"], TOKEN) == []
+    assert _files_containing(os.environ["NEMORUN_HOME"], "kube-token-") == []
+
+
+def test_credentials_that_do_not_fit_their_slot_are_errors_naming_it(prefect_harness: None) -> None:
+    from nemorun_prefect.blocks import NemorunBearerToken, NemorunExecutorBlock, NemorunKubeconfig, NemorunSSHCluster
+
+    NemorunBearerToken(token=TOKEN).save("ci-fit-token", overwrite=True)
+    NemorunKubeconfig(kubeconfig=KUBECONFIG).save("ci-fit-kube", overwrite=True)
+    token, kube = NemorunBearerToken.load("ci-fit-token"), NemorunKubeconfig.load("ci-fit-kube")
+    with pytest.raises(ConfigError, match=r"credentials\.token: slot 'token' of TokenLocalExecutor takes a "
+                                          r"bearer_token credential: give a saved NemorunBearerToken block, not "
+                                          r"NemorunKubeconfig"):
+        NemorunExecutorBlock.from_executor(TokenLocalExecutor(), credentials={"token": kube})
+    with pytest.raises(ConfigError, match=r"credentials\.tokn: TokenLocalExecutor has no credential slot 'tokn' "
+                                          r"\(its slots: 'token', 'cluster'\)"):
+        NemorunExecutorBlock.from_executor(TokenLocalExecutor(), credentials={"tokn": token})
+    with pytest.raises(ConfigError, match=r"credentials\.token: LocalExecutor has no credential slot 'token' \(its "
+                                          r"slots: none\)"):
+        NemorunExecutorBlock.from_executor(run.LocalExecutor(), credentials={"token": token})
+    with pytest.raises(ConfigError, match=r"credentials\.token: save the NemorunBearerToken block first"):
+        NemorunExecutorBlock.from_executor(TokenLocalExecutor(), credentials={"token": NemorunBearerToken(token=TOKEN)})
+    cluster = NemorunSSHCluster(host="login", user="me", job_dir="/scratch")
+    with pytest.raises(ConfigError, match=r"ssh_cluster: the 'ssh' slot is given twice"):
+        NemorunExecutorBlock.from_executor(run.SlurmExecutor(partition="debug"), ssh_cluster=cluster,
+                                           credentials={"ssh": cluster})
+
+    config = NemorunExecutorBlock.from_executor(TokenLocalExecutor()).executor_config
+    # references as stored: to a block of another kind, to no block, and not a reference at all
+    with pytest.raises(ConfigError, match=r"credentials\.token: slot 'token' .* not NemorunKubeconfig"):
+        NemorunExecutorBlock(executor_config=config, credentials={"token": "nemorun-kubeconfig/ci-fit-kube"}).executor()
+    with pytest.raises(ConfigError, match=r"credentials\.token: cannot load the credentials block "
+                                          r"'nemorun-bearer-token/ci-gone'.*save it again"):
+        NemorunExecutorBlock(executor_config=config, credentials={"token": "nemorun-bearer-token/ci-gone"}).executor()
+    with pytest.raises(ConfigError, match=r"credentials\.token: 'ci-fit-token' is not a block reference: give "
+                                          r"'block-type-slug/block-name'"):
+        NemorunExecutorBlock(executor_config=config, credentials={"token": "ci-fit-token"}).executor()
+    # the blocks check their own values, naming their own fields, and never echo a secret
+    with pytest.raises(ConfigError, match=r"NemorunBearerToken\.token: give the token alone, without the 'Bearer "):
+        NemorunBearerToken(token=f"Bearer {TOKEN}").credential()
+    with pytest.raises(ConfigError, match=r"NemorunKubeconfig\.kubeconfig: not a kubeconfig") as info:
+        NemorunKubeconfig(kubeconfig="token: kube-token-0a1b2c3d4e5f60718293").credential()
+    assert "kube-token-" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"NemorunKubeconfig\.context: the kubeconfig has no context 'prod'"):
+        NemorunKubeconfig(kubeconfig=KUBECONFIG, context="prod").credential()
+
+
+# -- the SSH cluster block, for real -----------------------------------------------------------------------------------
 @pytest.mark.ssh
 def test_cluster_block_keeps_the_key_secret_and_its_tunnel_only_a_variable_name(prefect_harness: None) -> None:
     cluster, key_text, known_hosts = _cluster_block("ci-login", services.slurm().job_dir)
@@ -213,6 +339,14 @@ def test_cluster_block_keeps_the_key_secret_and_its_tunnel_only_a_variable_name(
     with open(tunnel.known_hosts) as f:
         assert f.read() == known_hosts  # the known_hosts text became a file for paramiko
     assert tunnel.run("echo logged in as $(id -un)").stdout.strip() == f"logged in as {services.ssh().user}"
+
+    # credentials={"ssh": ...} is ssh_cluster= under the slot's name: the same block reference, the same tunnel
+    from nemorun_prefect.blocks import NemorunExecutorBlock
+
+    block = NemorunExecutorBlock.from_executor(run.SlurmExecutor(partition="debug"), credentials={"ssh": cluster})
+    assert block.ssh_cluster is cluster and block.credentials == {} and block.executor_config["tunnel"] is None
+    filled = block.executor().tunnel
+    assert isinstance(filled, run.SSHTunnel) and filled.identity_env == tunnel.identity_env
 
 
 @pytest.mark.slurm

@@ -142,3 +142,80 @@ def test_cancellation_hook_cancels_the_flow_runs_jobs(prefect_harness: None) -> 
     # Idempotent, and only the submitted job is reported.
     assert cancel_flow_jobs(run_id, {n: s.executor for n, s in exp._tasks.items()}) == {
         "sleeper": JobState.CANCELLED}
+
+
+def test_cancellation_hook_under_another_nemorun_home_finds_the_jobs_in_prefect(prefect_harness: None, tmp_path,
+                                                                                monkeypatch) -> None:
+    # The hook runs where Prefect runs it (a worker, a serving process): its NEMORUN_HOME need not be the flow run's.
+    # The jobs must be found from what Prefect stores, not from files under the flow run's home.
+    from prefect import flow, get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Cancelled
+
+    from nemorun_core.executors.base import JobState
+    from nemorun_prefect import on_cancellation_cancel_jobs, submit_nemorun_task
+    from nemorun_prefect.tasks import job_dir_for, job_records
+
+    flow_home, hook_home = tmp_path / "flow-home", tmp_path / "hook-home"
+    monkeypatch.setenv("NEMORUN_HOME", str(flow_home))
+    executor = run.LocalExecutor(cancel_grace_s=1.0)
+
+    @flow
+    def two_sleepers() -> str:
+        for name in ("first", "second"):
+            submit_nemorun_task(run.Partial(_tasks.sleep_forever, child=False), executor, name=name)
+        return str(flow_run.id)
+
+    run_id = two_sleepers()
+    handles = {}
+    for name in ("first", "second"):
+        key = f"prefect-{run_id}/{name}/0"
+        handles[name] = executor.find(key, job_dir_for(key))
+        assert handles[name] is not None and not executor.status(handles[name]).is_terminal
+        assert handles[name].job_dir.startswith(str(flow_home))
+
+    monkeypatch.setenv("NEMORUN_HOME", str(hook_home))
+    assert not os.path.exists(os.path.join(hook_home, "prefect")), "the hook's home holds no record of the flow run"
+    records = job_records(run_id)
+    assert sorted(records) == ["first", "second"]
+    assert all(r.ref.job_handle() == handles[n] for n, r in records.items()), records
+    with get_client(sync_client=True) as client:
+        flow_run_obj = client.read_flow_run(run_id)
+    on_cancellation_cancel_jobs(subflows=False)(two_sleepers, flow_run_obj, Cancelled())
+    for name, handle in handles.items():
+        assert executor.status(handle).state is JobState.CANCELLED, name
+
+
+def test_a_job_recorded_but_not_yet_handled_is_found_by_key_from_another_home(prefect_harness: None, tmp_path,
+                                                                              monkeypatch) -> None:
+    # A crash between the backend accepting the job and the record of its handle: the record written before the
+    # submission (key and job directory, in Prefect) is enough for a hook with another NEMORUN_HOME.
+    from prefect import flow
+    from prefect.runtime import flow_run
+
+    from nemorun_core.executors.base import JobState
+    from nemorun_core.executors.jobkey import JobKey
+    from nemorun_core.experiment.jobref import JobRef, executor_config
+    from nemorun_core.experiment.tasks import TaskSpec, make_job
+    from nemorun_prefect import cancel_flow_jobs
+    from nemorun_prefect.tasks import job_dir_for, record_job
+
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "flow-home"))
+    executor = run.LocalExecutor(cancel_grace_s=1.0)
+
+    @flow
+    def crashes_after_submit() -> tuple[str, dict]:
+        key = JobKey(f"prefect-{flow_run.id}", "lost")
+        spec = TaskSpec("lost", run.Partial(_tasks.sleep_forever, child=False), executor, [])
+        record_job(key, JobRef("lost", spec.kind, {}, executor_config(executor)))  # the record before submitting
+        os.makedirs(job_dir_for(key), exist_ok=True)
+        handle = executor.submit(make_job(spec, str(key), job_dir_for(key)))
+        return str(flow_run.id), handle.to_dict()  # ...and no record of the handle: the process "died" here
+
+    run_id, handle_data = crashes_after_submit()
+    from nemorun_core.executors.base import JobHandle
+
+    handle = JobHandle.from_dict(handle_data)
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "hook-home"))
+    assert cancel_flow_jobs(run_id, timeout=30) == {"lost": JobState.CANCELLED}
+    assert executor.status(handle).state is JobState.CANCELLED

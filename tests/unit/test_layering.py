@@ -36,7 +36,7 @@ TOP_LEVEL = {
     "nemorun_core.secrets": "bottom",
     "nemorun_core.home": "bottom",
     "nemorun_core.jobfiles": "bottom",
-    "nemorun_core.credentials": "bottom",
+    "nemorun_core.credentials": "tunnel",  # SSHCredential builds an SSHTunnel
     "nemorun_core.lazy": "bottom",
     "nemorun_core._lazy": "bottom",
     "nemorun_core._version": "bottom",
