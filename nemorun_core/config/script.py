@@ -65,7 +65,11 @@ class Script:
         return _ENTRYPOINTS_BY_SUFFIX.get(os.path.splitext(self.path)[1], "bash")
 
     def command(self, inline_file: str, python: str) -> list[str]:
-        """The argv that runs this script; ``inline_file`` is where inline text was written."""
+        """The argv that runs this script; ``inline_file`` is where inline text was written.
+
+        ``python`` is what stands for the Python interpreter (the experiment layer passes the executors' token,
+        ``nemorun_core.executors.base.PYTHON``, which each executor resolves; this layer cannot import it).
+        The ``"python"`` compared here is the entrypoint's name as the user writes it, not that token."""
         interp = python if self.interpreter == "python" else self.interpreter
         if self.m:
             return [interp, "-m", self.path, *self.args]

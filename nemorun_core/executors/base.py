@@ -22,14 +22,14 @@ import dataclasses
 import enum
 import json
 import os
-import re
 import signal
 import threading
 import time
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from nemorun_core.credentials import CredentialSlot
-from nemorun_core.errors import ConfigError, ExecutorError
+from nemorun_core.errors import ExecutorError
+from nemorun_core.executors.fields import check_env_vars  # noqa: F401 - its home before fields.py
 from nemorun_core.executors.jobkey import JobKey
 from nemorun_core.executors.outage import Outage
 
@@ -504,7 +504,20 @@ class LocalJobFiles:
             return None
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The token for "the executor's Python interpreter" in a Job's command: the experiment layer writes it, and each
+# executor puts its own interpreter there (``resolve_argv``), the submitting one, the image's or the cluster's.
+PYTHON = "python"
+RUNNER_MODULE = "nemorun_core.runner"
+
+
+def runner_command(job_dir: str) -> list[str]:
+    """The command of a Python task: the runner, run by the executor's interpreter, on the job directory."""
+    return [PYTHON, "-m", RUNNER_MODULE, job_dir]
+
+
+def resolve_argv(command: Sequence[str], python: str) -> list[str]:
+    """``command`` with each :data:`PYTHON` token replaced by the interpreter ``python``."""
+    return [python if arg == PYTHON else arg for arg in command]
 
 
 def follow_log(executor: Executor, handle: JobHandle, emit: Callable[[str], Any], *, offset: int = 0,
@@ -566,29 +579,6 @@ def executor_secrets(executor: Executor) -> list[str]:
     from nemorun_core.secrets import secret_values
 
     return secret_values(serialize.encode(executor, payload=True))
-
-
-def check_env_vars(env: Any, path: str) -> None:
-    """Reject an environment that is not a dict of variable names to strings, before anything is submitted.
-
-    Args:
-        env: the executor's ``env_vars``.
-        path: what the error names, e.g. ``"SlurmExecutor.env_vars"``.
-
-    Raises:
-        ConfigError: naming ``path``, the offending variable and the fix.
-    """
-    if not isinstance(env, Mapping):
-        raise ConfigError(f"must be a dict of name -> string, got {env!r}", path=path)
-    for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            raise ConfigError(f"{name!r} is not a valid environment variable name (letters, digits, _; not starting "
-                              "with a digit)", path=path)
-        if not isinstance(value, str):
-            raise ConfigError(f"value of {name} must be a string, got {value!r}; write {name}={str(value)!r}",
-                              path=path)
-        if "\0" in value:
-            raise ConfigError(f"value of {name} contains a NUL byte", path=path)
 
 
 # Packages built in the current submission batch (see SUBMISSION_BATCH), so the jobs of one experiment package the

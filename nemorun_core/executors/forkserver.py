@@ -100,13 +100,12 @@ def _exit_code(status: int) -> int:
     return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as a shell reports it
 
 
-def _run_rank(job_dir: str, rank: int, ntasks: int) -> None:
-    """In a forked rank process: become the runner, as ``python -m nemorun_core.runner JOB_DIR`` would."""
+def _run_rank(job_dir: str, rank_env: dict[str, str]) -> None:
+    """In a forked rank process: become the runner, as ``python -m nemorun_core.runner JOB_DIR`` would, with the
+    rank environment the request rendered for it (``executors/ranks.py``, the same as in ``launch.sh``)."""
     from nemorun_core import runner
 
-    if ntasks > 1:
-        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(ntasks),
-                          LOCAL_WORLD_SIZE=str(ntasks), NEMORUN_RANK=str(rank))
+    os.environ.update(rank_env)
     sys.argv = [runner.__file__, job_dir]
     code = 1
     try:
@@ -161,13 +160,14 @@ def _supervise(req: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_term)
     ntasks = int(req.get("ntasks", 1))
+    rank_envs = req.get("rank_env") or [{}] * ntasks
     pids = []
     for rank in range(ntasks):
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
                 signal.signal(sig, signal.SIG_DFL)
-            _run_rank(job_dir, rank, ntasks)
+            _run_rank(job_dir, rank_envs[rank])
         pids.append(pid)
     codes = [_exit_code(os.waitpid(pid, 0)[1]) for pid in pids]  # waitpid retries on EINTR (PEP 475)
     signal.setitimer(signal.ITIMER_REAL, 0)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import select
 import shlex
 import signal
@@ -28,6 +27,7 @@ import time
 from typing import Any, ClassVar, Iterator, Optional, Sequence
 
 from nemorun_core.errors import ConfigError, SubmissionError
+from nemorun_core.executors import ranks
 from nemorun_core.executors.base import (
     Executor,
     Job,
@@ -37,10 +37,15 @@ from nemorun_core.executors.base import (
     Capability,
     LocalJobFiles,
     SubmitRequest,
-    check_env_vars,
     describe_exit,
+    resolve_argv,
+    runner_command,
 )
+# check_arg_list / check_interpreter were defined here first: kept importable from this module.
+from nemorun_core.executors.fields import (check_arg_list, check_count, check_env_vars,  # noqa: F401
+                                           check_interpreter, check_seconds)
 from nemorun_core.executors.files import read_json, read_lines, write_atomic
+from nemorun_core.executors.lines import LineBuffer, decode
 from nemorun_core.executors.procs import ended, proc_stat, signal_probe
 from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import is_secret, without_held
@@ -51,55 +56,6 @@ LAUNCHER_FILE = JobFiles.LAUNCHER
 HANDLE_FILE = JobFiles.HANDLE
 CANCEL_FILE = JobFiles.CANCEL
 LOG_FILE = JobFiles.LOG
-# A bare command name (looked up on PATH where the job runs): no spaces, quotes or shell characters.
-_COMMAND_NAME = re.compile(r"[A-Za-z0-9_.+\-]+")
-
-
-def check_arg_list(value: Any, path: str) -> None:
-    """Reject a setting that must be a list of command-line arguments (``srun_args``, mounts) but is not.
-
-    Each argument is passed as one word, quoted, so its content cannot run anything; but a plain string (which
-    would be split into characters), a non-string, or a newline or NUL (which no argument can carry through
-    a script line or ``exec``) only fails inside the job, after it has waited in a queue.
-
-    Raises:
-        ConfigError: naming ``path``, the offending item and the fix.
-    """
-    if isinstance(value, str):
-        raise ConfigError(f"must be a list of strings (one per argument), got the string {value!r}; write "
-                          f"{value.split()!r}", path=path)
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"must be a list of strings (one per argument), got {value!r}", path=path)
-    for i, arg in enumerate(value):
-        if not isinstance(arg, str):
-            raise ConfigError(f"item {i} must be a string, got {arg!r}; write {str(arg)!r}", path=path)
-        if "\n" in arg or "\r" in arg or "\0" in arg:
-            raise ConfigError(f"item {i} ({arg!r}) contains a newline or NUL, which no argument can carry",
-                              path=path)
-
-
-def check_interpreter(value: Any, path: str) -> None:
-    """Reject a ``python`` setting that cannot start a process: it must be an absolute path or a bare command
-    name (``python3``). It is passed as one quoted word, so ``"python3 -u"`` or ``"~/venv/bin/python"`` would
-    only fail inside the job (no such command).
-
-    Raises:
-        ConfigError: naming ``path`` and the fix.
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"must be the interpreter's absolute path or command name, got {value!r}",
-                          path=path)
-    if "\n" in value or "\r" in value or "\0" in value:
-        raise ConfigError(f"{value!r} contains a newline or NUL; give the interpreter's absolute path",
-                          path=path)
-    if not value.startswith("/") and not _COMMAND_NAME.fullmatch(value):
-        hint = ("'~' is not expanded there; write the absolute path" if value.startswith("~") else
-                "give options in the task's command, not here" if " " in value.strip() else
-                "write an absolute path (/opt/venv/bin/python) or a command name on PATH (python3)")
-        raise ConfigError(f"{value!r} is neither an absolute path nor a command name: {hint}", path=path)
-
-
-
 @dataclasses.dataclass(frozen=True)
 class LocalPlan:
     """What :meth:`LocalExecutor.prepare` decided for one job: all its request depends on beyond the job and the
@@ -107,9 +63,12 @@ class LocalPlan:
 
     Attributes:
         cwd: the absolute working directory the supervisor enters before it starts the task.
+        master_port: the rendezvous port of a job of several processes (``MASTER_PORT``, see ``ranks``); None
+            for other jobs, and where a plan does not say, the job's preferred port.
     """
 
     cwd: str
+    master_port: Optional[int] = None
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -120,7 +79,8 @@ class LocalExecutor(LocalJobFiles, Executor):
         env_vars: environment variables for the task's processes (added to the submitting process's environment;
             a ``PYTHONPATH`` here is put in front of the inherited one rather than replacing it).
         working_dir: directory the task runs in; defaults to the current directory at submission.
-        ntasks_per_node: processes started for the task; each gets ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``.
+        ntasks_per_node: processes started for the task; each gets the rank environment of ``ranks.py``
+            (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR=127.0.0.1``, a free ``MASTER_PORT``...).
             With a launcher (``Torchrun``) this is the launcher's processes per node instead.
         launcher: ``None``, ``"torchrun"`` or a launcher object such as ``run.Torchrun()``.
         cancel_grace_s: seconds between SIGTERM and SIGKILL when a job is cancelled.
@@ -151,25 +111,25 @@ class LocalExecutor(LocalJobFiles, Executor):
     def check(self) -> None:
         """Reject bad settings with an error naming the field and the fix (called at creation and submission)."""
         check_env_vars(self.env_vars, "LocalExecutor.env_vars")
-        if not isinstance(self.ntasks_per_node, int) or isinstance(self.ntasks_per_node, bool) or self.ntasks_per_node < 1:
-            raise ConfigError(f"must be a positive int, got {self.ntasks_per_node!r}", path="LocalExecutor.ntasks_per_node")
+        check_count(self.ntasks_per_node, "LocalExecutor.ntasks_per_node")
         if self.working_dir is not None and not isinstance(self.working_dir, str):
             raise ConfigError(f"must be a path string, got {self.working_dir!r}", path="LocalExecutor.working_dir")
         if self.python is not None:
             check_interpreter(self.python, "LocalExecutor.python")
-        if not isinstance(self.cancel_grace_s, (int, float)) or self.cancel_grace_s < 0:
-            raise ConfigError(f"must be a number >= 0, got {self.cancel_grace_s!r}", path="LocalExecutor.cancel_grace_s")
+        check_seconds(self.cancel_grace_s, "LocalExecutor.cancel_grace_s")
         from nemorun_core.launchers import resolve_launcher
 
         resolve_launcher(self.launcher)  # raises on an unknown launcher name
 
     # -- prepare (I/O) and render (pure): what dryrun shows is what submit sends ---------------------------------
     def prepare(self, job: Job, *, dry: bool = False) -> "LocalPlan":
-        """Decide what the job's request depends on beyond the job and the settings: its working directory.
+        """Decide what the job's request depends on beyond the job and the settings: its working directory and,
+        for several processes without a launcher, their rendezvous port.
 
         The directory is made absolute against this process's current directory in both modes. With ``dry`` (for
-        :meth:`dryrun`) nothing is checked on the file system and nothing is written; without it (for
-        :meth:`submit`) the directory must exist.
+        :meth:`dryrun`) nothing is checked on the file system or the network and nothing is written, and the port
+        is the job's preferred one (``ranks.preferred_port``); without it (for :meth:`submit`) the directory must
+        exist and the port is one free on this machine now (the preferred one unless it is taken).
 
         Raises:
             ConfigError: a bad setting.
@@ -181,21 +141,36 @@ class LocalExecutor(LocalJobFiles, Executor):
             raise SubmissionError(
                 f"working directory {cwd!r} does not exist; create it or set LocalExecutor(working_dir=...)"
             )
-        return LocalPlan(cwd=cwd)
+        port = None
+        if self._rank_processes():
+            preferred = ranks.preferred_port(job.key)
+            port = preferred if dry else ranks.free_port(preferred)
+        return LocalPlan(cwd=cwd, master_port=port)
+
+    def _rank_processes(self) -> bool:
+        """Whether the job's processes get the rank environment: several of them, and no launcher (which sets
+        its workers' own)."""
+        from nemorun_core.launchers import resolve_launcher
+
+        return resolve_launcher(self.launcher) is None and ranks.is_distributed(1, self.ntasks_per_node)
 
     def render(self, job: Job, plan: "LocalPlan") -> SubmitRequest:
         """The job's request: ``launch.sh`` (kept in the job directory as ``JobFiles.LAUNCH_SCRIPT``) and the files
         written beside it. Pure: the same job and plan give the same text. Secret values are not in it."""
         env = self._env(job)
         argv = self._argv(job)
+        rank_envs = None
+        if self._rank_processes():
+            port = plan.master_port if plan.master_port is not None else ranks.preferred_port(job.key)
+            rank_envs = ranks.process_envs(1, self.ntasks_per_node, ranks.LOOPBACK, port)
         text = render_launch_script(job, argv, plan.cwd, env, self.ntasks_per_node, self.launcher,
-                                    self.cancel_grace_s)
+                                    self.cancel_grace_s, rank_envs=rank_envs)
         return SubmitRequest(
             self.backend,
             text,
             files=dict(job.files),
             meta={"argv": argv, "cwd": plan.cwd, "env": sorted(env), "ntasks_per_node": self.ntasks_per_node,
-                  "cancel_grace_s": self.cancel_grace_s},
+                  "cancel_grace_s": self.cancel_grace_s, "rank_env": rank_envs or [{}] * self.ntasks_per_node},
             sent_as=JobFiles.LAUNCH_SCRIPT,
         )
 
@@ -204,7 +179,7 @@ class LocalExecutor(LocalJobFiles, Executor):
         return self.python or sys.executable
 
     def _argv(self, job: Job) -> list[str]:
-        return [self._python() if a == "python" else a for a in job.command]
+        return resolve_argv(job.command, self._python())
 
     def _env(self, job: Job) -> dict[str, str]:
         """The job's environment (the executor's, then the task's), checked like ``env_vars``: a bad name or a
@@ -292,7 +267,7 @@ class LocalExecutor(LocalJobFiles, Executor):
 
         return (
             self.fork_server
-            and job.command[:3] == ["python", "-m", "nemorun_core.runner"]
+            and job.command[:3] == runner_command(job.job_dir)[:3]
             and resolve_launcher(self.launcher) is None
             and self.python in (None, sys.executable)
             and not any(k.startswith("PYTHON") and k != "PYTHONPATH" for k in env)
@@ -309,6 +284,7 @@ class LocalExecutor(LocalJobFiles, Executor):
 
             spawn = {"job_dir": job.job_dir, "cwd": request.meta["cwd"], "env": proc_env,
                      "ntasks": request.meta["ntasks_per_node"], "grace": request.meta["cancel_grace_s"],
+                     "rank_env": request.meta["rank_env"],
                      "python_path": [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]}
             try:
                 return server_for(self._python()).spawn(spawn)
@@ -370,15 +346,13 @@ class LocalExecutor(LocalJobFiles, Executor):
 
     def logs(self, handle: JobHandle, *, follow: bool = False, offset: int = 0) -> Iterator[str]:
         path = os.path.join(handle.job_dir, LOG_FILE)
-        position, line_no, pending = 0, 0, b""
+        position, line_no, buffer = 0, 0, LineBuffer()
         while True:
             chunk = _read_from(path, position)
             position += len(chunk)
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for raw in complete:
+            for raw in buffer.feed(chunk):
                 if line_no >= offset:
-                    yield raw.decode("utf-8", "replace")
+                    yield decode(raw)
                 line_no += 1
             if chunk and follow:
                 continue
@@ -391,11 +365,14 @@ class LocalExecutor(LocalJobFiles, Executor):
                 chunk = _read_from(path, position)
                 if chunk:
                     position += len(chunk)
-                    pending += chunk
+                    for raw in buffer.feed(chunk):
+                        if line_no >= offset:
+                            yield decode(raw)
+                        line_no += 1
                     continue
             # A finished job's output may end without a newline; a running job's partial line waits for its end.
-            if pending and finished and line_no >= offset:
-                yield pending.decode("utf-8", "replace")
+            if finished and line_no >= offset:
+                yield from map(decode, buffer.final())
             return
 
     def cancel(self, handle: JobHandle) -> None:
@@ -491,9 +468,14 @@ def render_launch_script(
     ntasks: int,
     launcher: Any,
     grace: float,
+    *,
+    rank_envs: Optional[Sequence[dict[str, str]]] = None,
 ) -> str:
     """Render ``launch.sh`` for a job. Pure. Secret values never appear in it: the submitting process passes the
-    environment to the supervisor; the script lists variable names only."""
+    environment to the supervisor; the script lists variable names only.
+
+    ``rank_envs`` is each process's rank environment (``ranks.process_envs``); None: that of the job's preferred
+    port when it has several processes and no launcher."""
     from nemorun_core.launchers import resolve_launcher
 
     q = shlex.quote
@@ -510,14 +492,13 @@ def render_launch_script(
             lines.append(_comment(f"  {name}={shown}"))
     launcher_obj = resolve_launcher(launcher)
     if launcher_obj is not None:
-        commands = [launcher_obj.wrap(argv, nodes=1, nproc_per_node=ntasks, node_rank=0, master_addr="127.0.0.1")]
-        rank_env: list[str] = [""]
+        commands = [launcher_obj.wrap(argv, nodes=1, nproc_per_node=ntasks, node_rank=0, master_addr=ranks.LOOPBACK)]
+        prefixes = [""]
     else:
         commands = [argv] * ntasks
-        rank_env = [
-            f"RANK={i} LOCAL_RANK={i} WORLD_SIZE={ntasks} LOCAL_WORLD_SIZE={ntasks} NEMORUN_RANK={i} " if ntasks > 1 else ""
-            for i in range(ntasks)
-        ]
+        if rank_envs is None:
+            rank_envs = ranks.process_envs(1, ntasks, ranks.LOOPBACK, ranks.preferred_port(job.key))
+        prefixes = ["".join(f"{name}={q(value)} " for name, value in one.items()) for one in rank_envs]
     lines += [
         f"job_dir={q(job.job_dir)}",
         # One short write, no helper processes; readers look at it only once this process is gone, when it is whole.
@@ -534,7 +515,7 @@ def render_launch_script(
         # wait returns early when a trapped signal arrives: wait again until the process is really gone.
         'reap() { while :; do wait "$1"; rc=$?; kill -0 "$1" 2>/dev/null || return "$rc"; done; }',
     ]
-    for i, (cmd, prefix) in enumerate(zip(commands, rank_env)):
+    for i, (cmd, prefix) in enumerate(zip(commands, prefixes)):
         lines.append(f"{prefix}{' '.join(q(a) for a in cmd)} &")
         lines.append(f"pid{i}=$!")
     codes = []

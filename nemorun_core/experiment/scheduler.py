@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from nemorun_core.errors import BackendUnavailableError, ExperimentError, NemorunError
 from nemorun_core.executors.base import SUBMISSION_BATCH, Capability, JobState, JobStatus
+from nemorun_core.executors.jobkey import JobKey
 from nemorun_core.executors.outage import Outage, OutageError
 from nemorun_core.experiment import driver, persist
 from nemorun_core.experiment.tasks import TaskSpec, make_job, referenced_tasks, resolve_references
@@ -23,8 +24,9 @@ _MAX_WAIT = 1.0
 
 
 def task_key(exp: Any, name: str) -> str:
-    """The stable key of task ``name``'s job, recorded in the backend so a later process finds the job again."""
-    return f"{exp.id}/{name}/0"
+    """The stable key of task ``name``'s job (scope: the experiment id; one attempt, 0), recorded in the backend so a
+    later process finds the job again."""
+    return str(JobKey(exp.id, name, 0))
 
 
 def follow_lines(executor: Any, handle: Any, *, offset: int, outage: Outage) -> Iterator[str]:

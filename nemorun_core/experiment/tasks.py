@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from nemorun_core.config.typecheck import TASK_REF
 from nemorun_core.errors import ConfigError, ExperimentError, did_you_mean
-from nemorun_core.executors.base import Executor, Job, JobHandle, JobStatus
+from nemorun_core.executors.base import PYTHON, Executor, Job, JobHandle, JobStatus, runner_command
 from nemorun_core.jobfiles import JobFiles
 
 
@@ -242,10 +242,10 @@ def make_job(spec: TaskSpec, key: str, job_dir: str, task: Any | None = None) ->
         inline_name = "script.py" if task.interpreter == "python" else "script.sh"
         inline_path = os.path.join(job_dir, inline_name)
         files = {inline_name: task.inline} if task.inline else {}
-        return Job(spec.name, key, task.command(inline_path, "python"), job_dir, env=dict(task.env), files=files,
+        return Job(spec.name, key, task.command(inline_path, PYTHON), job_dir, env=dict(task.env), files=files,
                    launcher=launcher, cwd=task.cwd)
     payload = task_payload(dataclasses.replace(spec, task=task))
-    return Job(spec.name, key, ["python", "-m", "nemorun_core.runner", job_dir], job_dir,
+    return Job(spec.name, key, runner_command(job_dir), job_dir,
                files={JobFiles.TASK: json.dumps(payload)}, launcher=launcher)
 
 

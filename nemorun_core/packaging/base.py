@@ -1,7 +1,8 @@
 """The packager contract: turn the user's code into one deterministic ``.tar.gz`` and its content hash.
 
 Executors upload the archive once per content hash (``<tunnel.job_dir>/code/<digest>.tar.gz``, extracted into
-``code/<digest>/``), so a second submission of unchanged code uploads nothing.
+``code/<digest>/``), so a second submission of unchanged code uploads nothing; the naming and "install once" rules
+are ``nemorun_core/executors/install.py``, shared by every executor.
 """
 
 from __future__ import annotations

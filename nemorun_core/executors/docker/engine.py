@@ -18,6 +18,7 @@ import threading
 from typing import Any, Iterator, Optional
 
 from nemorun_core.errors import BackendUnavailableError, ExecutorError, SubmissionError
+from nemorun_core.executors.lines import LineBuffer, decode
 from nemorun_core.executors.procs import proc_stat
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -210,16 +211,14 @@ class EngineStart:
 def follow_lines(client: Any, container_id: str, offset: int) -> Iterator[str]:
     """The container's output from line ``offset`` as it comes, until the container exits."""
     stream = client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True)
-    line_no, pending = 0, b""
+    line_no, buffer = 0, LineBuffer()
     for chunk in stream:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for raw in complete:
+        for raw in buffer.feed(chunk):
             if line_no >= offset:
-                yield raw.decode("utf-8", "replace")
+                yield decode(raw)
             line_no += 1
-    if pending and line_no >= offset:
-        yield pending.decode("utf-8", "replace")
+    if line_no >= offset:
+        yield from map(decode, buffer.final())
 
 
 def stop_in_background(client: Any, ids: list[str], grace: int) -> None:

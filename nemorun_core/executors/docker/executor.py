@@ -38,6 +38,7 @@ from nemorun_core.executors.base import (
     LocalJobFiles,
     SubmitRequest,
 )
+from nemorun_core.executors import ranks
 from nemorun_core.executors.docker import engine
 from nemorun_core.executors.docker import logfile
 from nemorun_core.executors.docker import secret_files
@@ -46,6 +47,7 @@ from nemorun_core.executors.docker import states
 from nemorun_core.executors.docker.image import extract_code, require_image
 from nemorun_core.executors.docker.spec import to_sdk_kwargs
 from nemorun_core.executors.files import read_json, rewrite_payload, write_atomic
+from nemorun_core.executors.lines import check_offsets
 from nemorun_core.jobfiles import JobFiles
 
 HANDLE_FILE, CANCEL_FILE, LOG_FILE = JobFiles.HANDLE, JobFiles.CANCEL, JobFiles.LOG
@@ -91,6 +93,8 @@ class DockerPlan:
         mounts: the task's host import directories mounted read-only (those that exist), or None when packaged.
         files: the job's files as written into the job directory (``task.json`` with the containers' import path).
         placeholders: tokens a dry plan shows for what only submission can know, with what replaces them.
+        master_port: the rendezvous port of a job of several containers without a launcher (``MASTER_PORT``, see
+            ``executors/ranks.py``); None for other jobs, and where a plan does not say, the job's preferred port.
     """
 
     image: str
@@ -99,6 +103,7 @@ class DockerPlan:
     mounts: Optional[tuple[str, ...]]
     files: tuple[tuple[str, str], ...]
     placeholders: tuple[tuple[str, str], ...] = ()
+    master_port: Optional[int] = None
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -120,8 +125,9 @@ class DockerExecutor(LocalJobFiles, Executor):
             ``DockerImagePackager`` (the code is built into an image, which the containers run).
         extra_args: more ``containers.create`` arguments (``{"mem_limit": "4g", "cpu_quota": 50000}``), checked
             against an allowed set.
-        nodes, ntasks_per_node: containers per job (each with ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``); with a
-            launcher, one container per node runs the launcher with ``ntasks_per_node`` processes.
+        nodes, ntasks_per_node: containers per job (each with the rank environment of ``executors/ranks.py``:
+            ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``...); with a launcher, one
+            container per node runs the launcher with ``ntasks_per_node`` processes.
         launcher: ``None``, ``"torchrun"`` or ``run.Torchrun(...)``.
         python: the interpreter in the image that runs Python tasks.
         cleanup: when finished containers are removed: ``"on_success"`` (failed ones are kept for inspection),
@@ -191,6 +197,11 @@ class DockerExecutor(LocalJobFiles, Executor):
         that work can tell (the built image's tag, the package's digest) is a declared placeholder. Both modes
         read which of the task's import directories exist here, since only those can be bind-mounted.
 
+        A job of several containers (no launcher) gets its rendezvous port here: with ``network="host"`` the
+        containers share this machine's ports, so submission takes one free now (the job's preferred port unless
+        it is taken); a dry plan, and ``network="none"`` (nothing else can be on a container's own loopback), use
+        the preferred port.
+
         Raises:
             ConfigError: a bad setting.
             SubmissionError: (not ``dry``) the image is missing, or the code could not be packaged or built.
@@ -230,14 +241,24 @@ class DockerExecutor(LocalJobFiles, Executor):
         if JobFiles.TASK in files:
             files[JobFiles.TASK] = rewrite_payload(files[JobFiles.TASK], sys_path)
         return DockerPlan(image=image, code_dir=code_dir, code_target=code_target, mounts=mounts,
-                          files=tuple(sorted(files.items())), placeholders=tuple(sorted(placeholders.items())))
+                          files=tuple(sorted(files.items())), placeholders=tuple(sorted(placeholders.items())),
+                          master_port=self._master_port(job, dry))
+
+    def _master_port(self, job: Job, dry: bool) -> Optional[int]:
+        """The plan's rendezvous port (see :meth:`prepare`); None when the containers need none."""
+        from nemorun_core.launchers import resolve_launcher
+
+        if resolve_launcher(self.launcher) is not None or not ranks.is_distributed(self.nodes, self.ntasks_per_node):
+            return None
+        preferred = ranks.preferred_port(job.key)
+        return preferred if dry or self.network != "host" else ranks.free_port(preferred)
 
     def specs(self, job: Job, plan: "DockerPlan") -> list[dict[str, Any]]:
         """The ``containers.create`` arguments of every container of ``job`` under ``plan``, rank order. Pure;
         secrets are not in them (see ``secret_files``)."""
         return S.render_specs(self, job, image=plan.image, nemorun_src=_nemorun_src(),
                               sys_path=list(plan.mounts) if plan.mounts is not None else None,
-                              code_dir=plan.code_dir, code_target=plan.code_target)
+                              code_dir=plan.code_dir, code_target=plan.code_target, port=plan.master_port)
 
     def render(self, job: Job, plan: "DockerPlan") -> SubmitRequest:
         """The job's request: the containers' specs as JSON (sorted keys), kept in the job directory as
@@ -466,10 +487,7 @@ class DockerExecutor(LocalJobFiles, Executor):
             ExecutorError: an offset is not an int >= 0.
             BackendUnavailableError: an engine does not answer (its jobs may still run: a follower retries this).
         """
-        for handle, offset in offsets.items():
-            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-                raise ExecutorError(f"poll_many: the offset of job {handle.job_id[:12]} ({handle.key}) must be a "
-                                    f"line number >= 0, got {offset!r}")
+        check_offsets(offsets)
         if not offsets:
             return {}
         statuses = self.status_many(list(offsets))

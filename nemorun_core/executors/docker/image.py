@@ -16,12 +16,12 @@ import io
 import os
 import posixpath
 import tarfile
-import time
 from typing import Any
 
 from nemorun_core.errors import ConfigError, SubmissionError
 from nemorun_core.executors.base import package_code
 from nemorun_core.executors.docker import engine
+from nemorun_core.executors.install import install_once
 from nemorun_core.packaging.base import Package, Packager
 
 TAG_REPO = "nemorun-code"
@@ -144,19 +144,9 @@ def require_image(client: Any, image: str) -> Any:
 
 
 def extract_code(packager: Any, home: str) -> str:
-    """Package the code (once per experiment run) and extract it (once per content digest) into
-    ``<home>/docker-code/<digest>``."""
-    import shutil
-
+    """Package the code (once per experiment run) and extract it (once per content digest, see
+    ``executors/install.py``) into ``<home>/docker-code/<digest>``."""
     from nemorun_core.packaging.extract import safe_extract
 
     package = package_code(packager, os.path.join(home, "packages"))
-    target = os.path.join(home, "docker-code", package.digest)
-    if not os.path.isdir(target):
-        tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent extractions of one digest do not collide
-        safe_extract(package.path, tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another process put the same content there first
-    return target
+    return install_once(os.path.join(home, "docker-code"), package.digest, lambda tmp: safe_extract(package.path, tmp))

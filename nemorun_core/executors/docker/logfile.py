@@ -31,6 +31,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, Optional
 
+from nemorun_core.executors.lines import LineBuffer, decode
+
 # What one poll round returns per job at most, as ``SlurmExecutor.poll_many`` does: a job that logs faster than the
 # poller reads catches up over several rounds, and one huge log cannot make a round (or the poller's memory)
 # unbounded. A single line longer than the byte cap is returned cut, with a note, so the poller moves past it.
@@ -104,46 +106,32 @@ def _json_pieces(path: str, pos: int) -> Iterator[tuple[bytes, int]]:
         raise Unreadable(str(exc)) from None
 
 
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
-
-
 def advance(pieces: Iterator[tuple[bytes, int]], start: Cursor, offset: int, *, final: bool,
             max_lines: Optional[int], max_bytes: Optional[int]) -> tuple[list[str], Cursor]:
     """The lines from line ``offset`` of a log read as ``pieces`` from ``start``, and the cursor after them.
 
-    Lines before ``offset`` are counted, not kept. With ``final`` an unterminated last line is returned too (the
-    log will not grow) once every piece was read; the cursor returned never moves past it, so a later read finds it
-    again. ``max_lines`` and
+    Lines are split by ``executors/lines.py`` (the numbering of every executor). Lines before ``offset`` are
+    counted, not kept. With ``final`` an unterminated last line is returned too (the log will not grow) once every
+    piece was read; the cursor returned never moves past it, so a later read finds it again. ``max_lines`` and
     ``max_bytes`` cap what is returned (None: no cap); a line longer than ``max_bytes`` is returned cut.
     """
     lines: list[str] = []
-    line, carry, skip, pos = start.line, start.carry, start.skip, start.pos
+    buffer = LineBuffer(start.carry, start.skip, max_bytes)
+    line, pos = start.line, start.pos
     size, exhausted = 0, True
     for piece, end in pieces:
-        *done, rest = piece.split(b"\n")
-        for part in done:
-            if skip:  # the end of a line returned cut
-                skip = False
-                continue
+        for raw in buffer.feed(piece):
             if line >= offset:
-                lines.append(_decode(carry + part))
-                size += len(carry) + len(part) + 1
-            carry, line = b"", line + 1
-        if not skip:
-            carry += rest
+                lines.append(decode(raw))
+                size += len(raw) + 1
+            line += 1
         pos = end
-        if max_bytes is not None and not skip and len(carry) >= max_bytes:
-            if line >= offset:
-                lines.append(f"{_decode(carry[:max_bytes])} [line cut by nemorun: longer than {max_bytes} bytes]")
-                size += max_bytes
-            carry, skip, line = b"", True, line + 1
         if (max_lines is not None and len(lines) >= max_lines) or (max_bytes is not None and size >= max_bytes):
             exhausted = False
             break
-    cursor = Cursor(line, pos, carry, skip)
-    if final and exhausted and carry and not skip and line >= offset:
-        lines.append(_decode(carry))
+    cursor = Cursor(line, pos, buffer.pending, buffer.skipping)
+    if final and exhausted and line >= offset:
+        lines += [decode(raw) for raw in buffer.final()]
     return lines, cursor
 
 

@@ -15,8 +15,10 @@ import re
 from typing import Any, Mapping, Sequence
 
 from nemorun_core.errors import ConfigError
-from nemorun_core.executors.base import check_env_vars
+from nemorun_core.executors import ranks
+from nemorun_core.executors.base import resolve_argv
 from nemorun_core.executors.docker import secret_files
+from nemorun_core.executors.fields import check_count, check_env_vars, check_seconds, check_word
 
 # Where nemorun itself and packaged code appear inside the container.
 NEMORUN_LIB = "/opt/nemorun/lib"
@@ -241,10 +243,8 @@ def check_fields(ex: Any) -> None:
     if ex.ipc_mode is not None and ex.ipc_mode not in IPC_MODES and not (
             isinstance(ex.ipc_mode, str) and ex.ipc_mode.startswith("container:") and _IDENT.fullmatch(ex.ipc_mode[10:])):
         raise _err("ipc_mode", f"must be one of {', '.join(IPC_MODES)} or 'container:<name>', got {ex.ipc_mode!r}")
-    if ex.runtime is not None and not (isinstance(ex.runtime, str) and _IDENT.fullmatch(ex.runtime)):
-        raise _err("runtime", f"must be a runtime name such as 'nvidia', got {ex.runtime!r}")
-    if ex.user is not None and not (isinstance(ex.user, str) and _USER.fullmatch(ex.user)):
-        raise _err("user", f"must be 'name', 'uid' or 'uid:gid', got {ex.user!r}")
+    check_word(ex.runtime, "DockerExecutor.runtime", _IDENT, "must be a runtime name such as 'nvidia', got {value}")
+    check_word(ex.user, "DockerExecutor.user", _USER, "must be 'name', 'uid' or 'uid:gid', got {value}")
     if not isinstance(ex.extra_args, Mapping):
         raise _err("extra_args", f"must be a dict of containers.create arguments, got {ex.extra_args!r}")
     for key, value in ex.extra_args.items():
@@ -261,15 +261,12 @@ def check_fields(ex: Any) -> None:
             raise _err("extra_args", f"value of {key!r} must be plain data (str, number, list, dict), "
                                      f"got {value!r}") from None
     for name in ("nodes", "ntasks_per_node"):
-        value = getattr(ex, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise _err(name, f"must be an int >= 1, got {value!r}")
+        check_count(getattr(ex, name), f"DockerExecutor.{name}")
     if not isinstance(ex.python, str) or not ex.python or any(c.isspace() for c in ex.python):
         raise _err("python", f"must be the interpreter's name or path in the image, got {ex.python!r}")
     if ex.cleanup not in CLEANUP:
         raise _err("cleanup", f"must be one of {', '.join(CLEANUP)}, got {ex.cleanup!r}")
-    if not isinstance(ex.cancel_grace_s, (int, float)) or ex.cancel_grace_s < 0:
-        raise _err("cancel_grace_s", f"must be a number of seconds >= 0, got {ex.cancel_grace_s!r}")
+    check_seconds(ex.cancel_grace_s, "DockerExecutor.cancel_grace_s", what="a number of seconds")
     from nemorun_core.launchers import resolve_launcher
 
     resolve_launcher(ex.launcher)
@@ -299,8 +296,8 @@ def code_mounts(sys_path: Sequence[str], taken: set[str]) -> list[dict[str, Any]
 
 
 def master_port(key: str) -> int:
-    """A port for rank 0's rendezvous, derived from the key so rendering stays pure (29500-39499)."""
-    return 29500 + int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 10000
+    """The job's preferred rendezvous port (``ranks.preferred_port``): a dry plan's, and a plan's without one."""
+    return ranks.preferred_port(key)
 
 
 def job_env(ex: Any, job: Any, *, code_target: str | None) -> dict[str, str]:
@@ -322,7 +319,8 @@ def secret_env(ex: Any, job: Any) -> dict[str, str]:
 
 
 def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: Sequence[str] | None,
-                 code_dir: str | None, code_target: str | None = None) -> list[dict[str, Any]]:
+                 code_dir: str | None, code_target: str | None = None,
+                 port: int | None = None) -> list[dict[str, Any]]:
     """The ``containers.create`` keyword arguments of every container of ``job``, rank order.
 
     Secret variables are not among them (``docker inspect`` would show them): the command of a job that has some
@@ -337,6 +335,8 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
         code_dir: host directory holding extracted packaged code (mounted at ``code_target``), or None.
         code_target: where the packaged code is in the container (CODE_DIR, or a DockerImagePackager's workdir,
             where the image holds it); the default working directory. None: the code is mounted from ``sys_path``.
+        port: the rendezvous port of a job of several containers (``MASTER_PORT``; the plan's); None: the job's
+            preferred port (:func:`master_port`).
     """
     from nemorun_core.launchers import resolve_launcher
 
@@ -362,24 +362,17 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
     if secrets and secret_files.needs_volume(ex.extra_args):
         mounts.append(anonymous_volume(secret_files.SECRETS_ROOT))
 
-    argv = [ex.python if a == "python" else a for a in job.command]
+    argv = resolve_argv(job.command, ex.python)
     nodes, ntasks = ex.nodes, ex.ntasks_per_node
     launcher = resolve_launcher(ex.launcher)
-    port = master_port(job.key)
     per_container: list[tuple[list[str], dict[str, str]]] = []
     if launcher is not None:
         for node in range(nodes):
-            cmd = launcher.wrap(argv, nodes=nodes, nproc_per_node=ntasks, node_rank=node, master_addr="127.0.0.1")
-            per_container.append((cmd, {"NODE_RANK": str(node), "GROUP_RANK": str(node),
-                                        "NEMORUN_NODE_RANK": str(node)} if nodes > 1 else {}))
+            cmd = launcher.wrap(argv, nodes=nodes, nproc_per_node=ntasks, node_rank=node, master_addr=ranks.LOOPBACK)
+            per_container.append((cmd, ranks.node_env(node, nodes)))
     else:
-        world = nodes * ntasks
-        for rank in range(world):
-            extra = {} if world == 1 else {
-                "RANK": str(rank), "LOCAL_RANK": str(rank % ntasks), "WORLD_SIZE": str(world),
-                "LOCAL_WORLD_SIZE": str(ntasks), "NODE_RANK": str(rank // ntasks), "GROUP_RANK": str(rank // ntasks),
-                "NEMORUN_RANK": str(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-            per_container.append((argv, extra))
+        envs = ranks.process_envs(nodes, ntasks, ranks.LOOPBACK, master_port(job.key) if port is None else port)
+        per_container = [(argv, one) for one in envs]
 
     common: dict[str, Any] = {
         "image": image,

@@ -23,9 +23,11 @@ from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
 from nemorun_core.credentials import CredentialKind, CredentialSlot
 from nemorun_core.errors import ConfigError, SubmissionError
+from nemorun_core.executors import ranks
 from nemorun_core.executors.base import (Capability, Executor, Job, JobHandle, JobStatus, SubmitRequest,
-                                         check_env_vars)
-from nemorun_core.executors.local import check_arg_list, check_interpreter
+                                         resolve_argv)
+from nemorun_core.executors.fields import (check_arg_list, check_count, check_env_vars, check_interpreter,
+                                           check_word)
 from nemorun_core.jobfiles import JobFiles
 from nemorun_core.secrets import is_secret
 
@@ -177,8 +179,7 @@ class SlurmExecutor(Executor):
         if self.array is not None and not _ARRAY.fullmatch(self.array):
             raise ConfigError(f"{self.array!r} is not an array spec; write e.g. '0-99' or '0-99%10'",
                               path="SlurmExecutor.array")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise ConfigError(f"must be an int >= 0, got {self.retries!r}", path="SlurmExecutor.retries")
+        check_count(self.retries, "SlurmExecutor.retries", minimum=0)
         if self.dependency_type not in DEPENDENCY_TYPES:
             raise ConfigError(f"{self.dependency_type!r} is not one of {', '.join(DEPENDENCY_TYPES)}",
                               path="SlurmExecutor.dependency_type")
@@ -276,12 +277,24 @@ class SlurmExecutor(Executor):
 
         return 1 if resolve_launcher(self.launcher) is not None else r.ntasks_per_node
 
+    def _groups(self) -> list[tuple[int, int]]:
+        """(nodes, tasks per node) of each component of the job (one unless it is heterogeneous)."""
+        if self.heterogeneous:
+            return [(g.nodes, g.ntasks_per_node) for g in self.heterogeneous]
+        return [(self.nodes, self.ntasks_per_node)]
+
     def run_command(self, job: Job, remote_dir: str) -> tuple[str, bool]:
-        """The srun line of the script, and whether it needs the head node's address."""
+        """The srun line of the script, and whether it needs the head node's address.
+
+        A job of several tasks (no launcher) runs each through ``sh -c`` that first exports the rank environment
+        of ``executors/ranks.py`` from the task's own ``SLURM_*`` values (known only on its node), then ``exec``s
+        the command, which is passed as arguments (``"$@"``), never as shell text. With a launcher on several
+        nodes, each launcher process gets its node's rank the same way.
+        """
         from nemorun_core.launchers import resolve_launcher
 
         q = shlex.quote
-        argv = [self.python if a == "python" else _remote_path(a, job.job_dir, remote_dir) for a in job.command]
+        argv = resolve_argv([_remote_path(a, job.job_dir, remote_dir) for a in job.command], self.python)
         srun = ["srun", *self.srun_args]
         if self.heterogeneous:
             srun.append(f"--het-group=0-{len(self.heterogeneous) - 1}")
@@ -293,11 +306,18 @@ class SlurmExecutor(Executor):
                 srun.append(f"--container-workdir={self.container_workdir}")
         launcher = resolve_launcher(self.launcher)
         if launcher is None:
-            return " ".join(q(a) for a in srun + argv), False
+            if sum(n * t for n, t in self._groups()) <= 1:
+                return " ".join(q(a) for a in srun + argv), False
+            prelude = ranks.exports(ranks.slurm_task_env(self._groups()))
+            return (" ".join(q(a) for a in srun) + " sh -c " + q(prelude + '; exec "$@"') + " nemorun-task "
+                    + " ".join(q(a) for a in argv)), True
         rank, head = _NODE_VARS
         wrapped = launcher.wrap(argv, nodes=self.nodes, nproc_per_node=self.ntasks_per_node,
                                 node_rank=rank, master_addr=head)
         inner = " ".join(_with_node_vars(a) for a in wrapped)
+        node = ranks.node_env('"$SLURM_NODEID"', self.nodes)
+        if node:
+            inner = f"{ranks.exports(node)}; {inner}"
         return " ".join(q(a) for a in srun) + " --ntasks-per-node=1 bash -c " + q(inner), True
 
     def script(self, job: Job, remote_dir: str, depends_on: Sequence[str] = (), code_dir: str | None = None) -> str:
@@ -478,14 +498,10 @@ def _remote_path(arg: str, local_dir: str, remote_dir: str) -> str:
 
 
 def _ident(value: Any, field: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not value or not _IDENT.fullmatch(value):
-        raise ConfigError(
-            f"{value!r} cannot go into an #SBATCH line (spaces, quotes, '#', ';' and newlines are not allowed); "
-            "check the spelling of the name", path=f"SlurmExecutor.{field}")
+    check_word(value, f"SlurmExecutor.{field}", _IDENT,
+               "{value} cannot go into an #SBATCH line (spaces, quotes, '#', ';' and newlines are not allowed); "
+               "check the spelling of the name")
 
 
 def _positive(value: Any, field: str, zero_ok: bool = False) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if zero_ok else 1):
-        raise ConfigError(f"must be an int >= {0 if zero_ok else 1}, got {value!r}", path=f"SlurmExecutor.{field}")
+    check_count(value, f"SlurmExecutor.{field}", minimum=0 if zero_ok else 1)

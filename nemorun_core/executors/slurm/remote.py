@@ -11,7 +11,9 @@ import time
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from nemorun_core.errors import ExecutorError, SubmissionError
+from nemorun_core.executors import install
 from nemorun_core.executors.base import Job, JobHandle, JobState, JobStatus, SubmitRequest, package_code
+from nemorun_core.executors.lines import check_offsets, split_complete
 from nemorun_core.executors.slurm import states
 from nemorun_core.executors.slurm.executor import JOB_ID_FILE, JOB_KEY_FILE, SCRIPT_FILE, job_files_tar
 from nemorun_core.jobfiles import JobFiles
@@ -201,10 +203,7 @@ def poll_many(ex: "SlurmExecutor", offsets: Mapping[JobHandle, int]) -> dict[Job
     handles = list(offsets)
     if not handles:
         return {}
-    for handle, offset in offsets.items():
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise ExecutorError(f"poll_many: the offset of job {handle.job_id} ({handle.key}) must be a line number "
-                                f">= 0, got {offset!r}")
+    check_offsets(offsets)
     show = "| base64 | tr -d '\\n'; echo"
     script = [
         _states_command(handles),
@@ -236,16 +235,9 @@ def _unb64(text: str) -> bytes:
 
 
 def _new_lines(data: bytes, terminal: bool) -> list[str]:
-    """Complete lines of one round's chunk (see ``poll_many`` for the partial last line and the byte cap)."""
-    lines = data.decode("utf-8", "replace").split("\n")
-    partial = lines.pop()  # "" when the chunk ends with a newline
-    if partial:
-        if len(data) >= POLL_MAX_BYTES:
-            if not lines:
-                lines.append(f"{partial} [line cut by nemorun: longer than {POLL_MAX_BYTES} bytes]")
-        elif terminal:
-            lines.append(partial)
-    return lines
+    """Complete lines of one round's chunk (see ``poll_many`` for the partial last line and the byte cap): a chunk
+    the byte cap truncated never ends with a real last line, even when the job has ended."""
+    return split_complete(data, final=terminal and len(data) < POLL_MAX_BYTES, max_bytes=POLL_MAX_BYTES)
 
 
 def _with_task_error(status: JobStatus, status_json: bytes) -> JobStatus:
@@ -275,9 +267,7 @@ def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -
     def fetch(line_no: int, final: bool) -> list[str]:
         text = ex.tunnel.run(f"tail -n +{line_no + 1} {q(JobFiles(handle.job_dir).log)} 2>/dev/null",
                              check=False).stdout
-        lines = text.split("\n")
-        partial = lines.pop()  # "" when the text ends with a newline, or is empty
-        return [*lines, partial] if partial and final else lines
+        return split_complete(text, final=final)
 
     line_no = offset
     while True:
@@ -294,21 +284,17 @@ def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -
 
 
 def upload_code(ex: "SlurmExecutor") -> str:
-    """Package the code (once per experiment run), upload it unless the cluster has it; return its directory."""
+    """Package the code (once per experiment run), upload and extract it unless the cluster has it (once per
+    content digest, by the rules of ``executors/install.py``); return its directory."""
     from nemorun_core.home import default_home
 
     package = package_code(ex.packager, os.path.join(default_home(), "packages"))
     tunnel = ex.tunnel
-    root = f"{ex.job_root().rstrip('/')}/code"
-    target = f"{root}/{package.digest}"
+    target = install.target_dir(f"{ex.job_root().rstrip('/')}/code", package.digest)
     if not tunnel.exists(target):
-        archive = f"{target}.tar.gz"
+        archive = install.archive_path(target)
         tunnel.put(package.path, archive)
-        tmp = f"{target}.tmp.{os.getpid()}.{time.time_ns()}"  # concurrent uploads of one digest do not collide
-        # Private like the job directories: umask for what is created, chmod for the modes the archive carries
-        # (tar keeps them when run by root).
-        tunnel.run(
-            f"umask 077; mkdir -p {q(tmp)} && tar -xzf {q(archive)} -C {q(tmp)} --no-same-owner "
-            f"&& chmod -R go-rwx {q(tmp)} "
-            f"&& (mv -T {q(tmp)} {q(target)} 2>/dev/null || rm -rf {q(tmp)}) && rm -f {q(archive)}")
+        # chmod: tar keeps the archive's modes when run by root; the code is as private as the job directories.
+        fill = f'tar -xzf {q(archive)} -C "$tmp" --no-same-owner && chmod -R go-rwx "$tmp"'
+        tunnel.run(f"{install.install_command(target, install.staging_dir(target), fill)} && rm -f {q(archive)}")
     return target
