@@ -214,14 +214,42 @@ def check_references(name: str, refs: list[str], known: list[str]) -> None:
 
 
 # -- jobs ------------------------------------------------------------------------------------------------------------
-def launch_path() -> list[str]:
-    """Directories the task's process needs on sys.path to import what the launching script imports."""
-    entries = []
+def launch_path(task: Any = None) -> list[str]:
+    """Directories the task's process needs on sys.path to import what the launching process imports.
+
+    In order: the launching script's directory (``sys.path[0]``), the working directory, the root the task's own
+    function or class is imported from (a DAG or flow that imports ``mypkg.train`` through ``PYTHONPATH`` or its
+    dags folder: neither of the first two points there in an orchestrator's worker), and the ``PYTHONPATH``
+    entries that are source trees (not ``site-packages``). Executors that start the task elsewhere (a container) mount the ones that exist.
+    """
+    entries: list[str] = []
+
+    def add(path: str | None) -> None:
+        if path and os.path.isdir(path) and os.path.abspath(path) not in entries:
+            entries.append(os.path.abspath(path))
+
     first = sys.path[0] if sys.path else ""
     entries.append(os.path.abspath(first or os.getcwd()))
-    if os.getcwd() not in entries:
-        entries.append(os.getcwd())
+    add(os.getcwd())
+    add(_import_root(getattr(task, "__fn_or_cls__", None)))
+    for path in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if os.path.basename(path.rstrip(os.sep)) not in ("site-packages", "dist-packages"):
+            add(path)  # source trees; installed packages come from the task's own environment
     return entries
+
+
+def _import_root(target: Any) -> str | None:
+    """The sys.path entry ``target``'s module is imported from (``/src`` for ``/src/pkg/mod.py`` as ``pkg.mod``)."""
+    name = getattr(target, "__module__", None)
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    path = getattr(module, "__file__", None)
+    if not path or name == "__main__":
+        return None
+    root = os.path.dirname(os.path.abspath(path))
+    depth = name.count(".") + (1 if os.path.basename(path) == "__init__.py" else 0)
+    for _ in range(depth):
+        root = os.path.dirname(root)
+    return root
 
 
 def task_payload(spec: TaskSpec) -> dict[str, Any]:
@@ -229,7 +257,7 @@ def task_payload(spec: TaskSpec) -> dict[str, Any]:
     from nemorun_core.config.serialize import encode
 
     return {"version": 1, "name": spec.name, "kind": spec.kind, "task": encode(spec.task, payload=True),
-            "sys_path": launch_path()}
+            "sys_path": launch_path(spec.task)}
 
 
 def make_job(spec: TaskSpec, key: str, job_dir: str, task: Any | None = None) -> Job:
