@@ -29,7 +29,10 @@ Clearing a running (synchronous) task makes Airflow kill its try; ``on_kill`` th
 sees ``restarting`` and leaves the job running, and the new try re-attaches to it (a deliberate re-run of a
 finished job is a new DAG run, or clearing after the job ended: a failed job gets a fresh attempt). Any other kill
 (marked failed or success, run marked failed, ``execution_timeout``, worker shutdown) cancels the job, also when it
-comes between the submission and the hand-over of a deferral to the triggerer.
+comes between the submission and the hand-over of a deferral to the triggerer, or after the hand-over but before a
+triggerer has started the trigger (Airflow then drops the trigger without running it): the provider's listener
+(:mod:`nemorun_airflow.listener`, run by the API server or scheduler that ends the task) cancels the job from what
+the task stored. A clear never cancels.
 
 The mixin itself is not inherited: its ``execute_resumable`` submits and polls in one synchronous call (no place to
 defer to the triggerer), resubmits under the same external id space (nemorun needs a new key per attempt, or the
@@ -59,7 +62,8 @@ if TYPE_CHECKING:
     from nemorun_core.experiment.tasks import TaskSpec
 
 #: Key of the task state store entry that holds ``{"attempt": n, "key": "...", "handle": {...} or None}`` of the
-#: task instance's job (``handle`` None: recorded just before its submission).
+#: task instance's job (``handle`` None: recorded just before its submission); a deferring task adds ``executor``
+#: (its config, secrets redacted) and ``connections`` (slot -> connection id) for nemorun_airflow/listener.py.
 STATE_KEY = "nemorun_job"
 #: The orchestrator's name in job directories: ``$NEMORUN_HOME/airflow/...``.
 ORCHESTRATOR = "airflow"
@@ -230,7 +234,15 @@ class NemorunOperator(BaseOperator):
             from nemorun_core.experiment.jobref import executor_config
             from nemorun_core.secrets import secret_digests
 
-            self.defer(trigger=NemorunJobTrigger(handle=handle.to_dict(), executor=executor_config(executor),
+            config = executor_config(executor)
+            store = context.get("task_state_store")
+            if store is not None:
+                # For the listener (nemorun_airflow/listener.py), which cancels the job when the task is ended before
+                # a triggerer runs the trigger: what the trigger gets, from the store (secrets redacted, ids only).
+                store.set(STATE_KEY, {"attempt": JobKey.parse(handle.key).attempt, "key": handle.key,
+                                      "handle": handle.to_dict(), "executor": config,
+                                      "connections": dict(self.connections)})
+            self.defer(trigger=NemorunJobTrigger(handle=handle.to_dict(), executor=config,
                                                  connections=self.connections, offset=0,
                                                  poll_interval=self.poll_interval, masks=secret_digests(secrets)),
                        method_name="execute_complete")

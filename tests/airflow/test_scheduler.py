@@ -157,7 +157,7 @@ def test_killing_the_deferred_task_cancels_its_job(airflow_server, job_home, tmp
         status = airflow_server.wait_until(lambda h=handle: executor.status(h), lambda st: st.is_terminal, 60,
                                            f"the job of the run killed by its {how} to end", interval=0.3)
         assert status.state is JobState.CANCELLED, (how, status)
-        assert airflow_server.run_state("nr_sched_kill", runs[how])["state"] == "failed"
+        assert airflow_server.wait_for_run("nr_sched_kill", runs[how], 60)["state"] == "failed"
     assert len(_lines(marker)) == 2, "one job per run, none resubmitted"
 
 
