@@ -185,12 +185,16 @@ class Experiment:
         """What each task would submit (its executor's ``dryrun``), without writing or starting anything."""
         from nemorun_core.experiment.tasks import make_job
 
+        from nemorun_core.executors.jobkey import JobKey
+
         self._dry = True
-        exp_id = self.id or f"{self.name}_<id>"
+        # Before its first run an experiment has no id; the request shows the shape one will have (name, date,
+        # time, random part), spelled so that it is a valid key and path, as the real one will be.
+        exp_id = self.id or f"{self.name}_YYYYMMDD_HHMMSS_xxxxxx"
         requests = {}
         for spec in self._tasks.values():
             job_dir = os.path.join(self.store.experiments_dir, exp_id, "tasks", spec.name)
-            requests[spec.name] = spec.executor.dryrun(make_job(spec, f"{exp_id}/{spec.name}/0", job_dir))
+            requests[spec.name] = spec.executor.dryrun(make_job(spec, str(JobKey(exp_id, spec.name)), job_dir))
         if print_out:
             for name, req in requests.items():
                 print(f"# ---- task {name} ({req.backend}) ----")
