@@ -12,7 +12,8 @@ it. The pieces it needs, and nothing Prefect- or Airflow-specific:
 * cancel-and-wait (:func:`cancel_and_wait`, :func:`cancel_all`): cancel, then wait up to a grace for a terminal
   state, and say what happened;
 * result summaries (:func:`job_summary`): what an orchestrator returns or pushes for a job (state, exit code, job id,
-  key, log location, duration, value or where it is);
+  key, log location, duration, value or where it is), the metrics a job logged (:func:`job_metrics`), and which
+  job log lines look like error output (:class:`ErrorLines`, for their log level);
 * scrubbing (:func:`known_secrets`, :func:`scrub`): secret values out of error text and summaries. Job log lines
   are redacted by :func:`nemorun_core.executors.base.follow_log` itself.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -358,16 +360,61 @@ def known_secrets(*objects: Any, overrides: Iterable[str] = ()) -> list[str]:
     return secret_values(data)
 
 
-def job_error(spec: TaskSpec, status: JobStatus, secrets: Sequence[str] = ()) -> JobFailedError:
+def job_error(spec: TaskSpec, status: JobStatus, secrets: Sequence[str] = (), *,
+              with_tail: bool = True) -> JobFailedError:
     """The error for a job that ended FAILED or CANCELLED (state, exit status, log location, log tail), with
-    ``secrets`` scrubbed from its message and log tail: what an orchestrator raises or shows for it."""
+    ``secrets`` scrubbed from its message and log tail: what an orchestrator raises or shows for it.
+
+    ``with_tail=False`` leaves the log tail out: for an orchestrator that already streamed every line of the job's
+    log into its own run log, where the tail (a traceback) would otherwise be shown a second and third time.
+    """
     from nemorun_core.experiment.experiment import job_failure
 
     exc = job_failure(spec, status)
-    if not secrets:
+    if not secrets and with_tail:
         return exc
     return JobFailedError(exc.name, exc.state, exit_code=exc.exit_code, log_path=exc.log_path,
-                          log_tail=scrub(exc.log_tail, secrets), message=scrub(status.message or "", secrets))
+                          log_tail=scrub(exc.log_tail, secrets) if with_tail else (),
+                          message=scrub(status.message or "", secrets))
+
+
+def job_metrics(executor: Executor, handle: JobHandle) -> list[dict[str, Any]]:
+    """The records the job logged with ``nemorun_core.log_metrics``, oldest first ([] when it logged none or the
+    executor cannot read job files). Blocking: one ``fetch_file``."""
+    from nemorun_core.metrics import read_metrics
+
+    if not executor.supports(Capability.FETCH_FILES):
+        return []
+    data = executor.fetch_file(handle, JobFiles.METRICS)
+    return read_metrics(data.decode("utf-8", "replace")) if data else []
+
+
+class ErrorLines:
+    """Tells which lines of a job's log look like error output, for the log level an orchestrator gives them.
+
+    Executors merge a job's stdout and stderr into one log, so the stream a line came from is not known; this
+    guesses from the text: the lines of a Python traceback (from ``Traceback (most recent call last):`` to the
+    exception line), and lines naming an error or warning (``ValueError: ...``, ``ERROR ...``, ``error: ...``,
+    ``UserWarning: ...``). Everything else (a task's ordinary prints and progress) is not. One instance per log:
+    it remembers whether it is inside a traceback. ``guess(line)`` is True for an error-looking line.
+    """
+
+    _ERROR = re.compile(r"\b(?:[A-Z]\w*(?:Error|Exception|Warning)\b|(?:ERROR|CRITICAL|FATAL|WARNING)\b|"
+                        r"(?i:error|fatal):)")
+
+    def __init__(self) -> None:
+        self._in_traceback = False
+
+    def __call__(self, line: str) -> bool:
+        if line.startswith("Traceback (most recent call last):"):
+            self._in_traceback = True
+            return True
+        if self._in_traceback:
+            if not line or line[0].isspace() or line.startswith(("During handling", "The above exception")):
+                return True
+            self._in_traceback = False  # the exception line ends the traceback
+            return True
+        return bool(self._ERROR.search(line))
 
 
 def scrub(value: Any, secrets: Sequence[str]) -> Any:
@@ -386,6 +433,7 @@ def scrub(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
-__all__ = ["Attached", "CancelReport", "Recorder", "attach_or_submit", "cancel_all", "cancel_and_wait",
-           "find_attempt", "job_dir", "job_duration", "job_error", "job_summary", "known_secrets", "require_find", "reusable",
+__all__ = ["Attached", "CancelReport", "ErrorLines", "Recorder", "attach_or_submit", "cancel_all", "cancel_and_wait",
+           "find_attempt", "job_dir", "job_duration", "job_error", "job_metrics", "job_summary", "known_secrets",
+           "require_find", "reusable",
            "scope_dir", "scrub", "task_dir"]

@@ -1,10 +1,20 @@
-"""Prefect artifacts of nemorun runs: a task's configuration when it is submitted, an experiment's job table.
+"""Prefect artifacts of nemorun runs: a task's configuration and log link when it is submitted, the metrics it
+logged when it ends, an experiment's job table.
 
 * :func:`task_submitted`: a markdown artifact, key ``nemorun-<flow>-<task>-config``, with the job (key, backend, id,
   directory, log), the task's configuration and the executor's, as YAML. Created once per job: a retry or restart
   that re-attaches to the job does not create another.
-* :func:`experiment_table`: a table artifact, key ``nemorun-<flow>-jobs``, one row per experiment task (task,
-  backend, job id, state, exit code, log, duration, message), created when an experiment flow ends, failed or not.
+* :func:`log_link`: a link artifact, key ``nemorun-<flow>-<task>-log``, to where the job's log is
+  (:meth:`Executor.log_location`: a URL as it is, a local path as a ``file://`` URL); a location that is neither
+  (``host:path`` on a cluster, a command) becomes a markdown artifact that shows it. Created with the config one.
+  The job contract declares no page of the backend's own UI, so none is linked.
+* :func:`metrics_table`: a table artifact, key ``nemorun-<flow>-<task>-metrics``, one row per record the task
+  logged with ``nemorun_core.log_metrics`` (``step`` first, then the metrics, ``time`` last), created when the job
+  ended, if it logged any (the last :data:`METRICS_ROWS` records).
+* :func:`experiment_table`: a table artifact, key ``nemorun-<flow>-jobs``, one row per experiment task, the columns
+  read first first (task, state, duration, message; then backend, job id, exit code, log), created when an
+  experiment flow ends: by the flow itself, or, when the flow run is cancelled or crashes, by its hook once the
+  jobs are cancelled (so they show as CANCELLED).
 
 Keys follow Prefect's rule (lowercase letters, digits, dashes) and stay the same from one flow run to the next, so
 Prefect shows each key's artifacts as the versions of one artifact. Secrets never reach them: configurations are
@@ -14,13 +24,19 @@ shown as :func:`nemorun_core.secrets.redact` leaves them (values of secret-named
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import urllib.parse
 from typing import Any
 
 from nemorun_core.errors import SerializationError
 from nemorun_core.executors.base import Executor, JobHandle, JobStatus
-from nemorun_core.orchestration import job_duration
+from nemorun_core.orchestration import job_duration, job_metrics, known_secrets, scrub
 from nemorun_core.secrets import redact
+
+#: The most metric records shown in a metrics table (the latest ones).
+METRICS_ROWS = 500
 
 
 def artifact_key(*parts: str) -> str:
@@ -87,6 +103,68 @@ def task_submitted(spec: Any, handle: JobHandle) -> Any:
         return None
 
 
+def log_url(location: str | None) -> str | None:
+    """A URL for a log location: an http(s) URL as it is, an absolute local path as ``file://``; else None."""
+    if not location:
+        return None
+    if re.match(r"https?://", location):
+        return location
+    if os.path.isabs(location):
+        return "file://" + urllib.parse.quote(location)
+    return None
+
+
+def log_link(spec: Any, handle: JobHandle) -> Any:
+    """Create the log-link artifact of a task just submitted (see the module docstring); return its id, or None
+    when the executor names no log location or the artifact could not be made (logged, not raised)."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+    location = spec.executor.log_location(handle)
+    if not location:
+        return None
+    key = artifact_key("nemorun", _flow_name(), spec.name, "log")
+    description = f"log of nemorun job {handle.key} ({handle.backend} {handle.job_id})"
+    try:
+        url = log_url(location)
+        if url is not None:
+            return create_link_artifact(link=url, link_text=f"{spec.name}: {location}", key=key,
+                                        description=description)
+        return create_markdown_artifact(markdown=f"log of `{spec.name}`: `{location}`", key=key,
+                                        description=description)
+    except Exception as exc:
+        _warn("could not create the log artifact of task %r: %s: %s", spec.name, type(exc).__name__, exc)
+        return None
+
+
+def metric_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a metrics table: the last :data:`METRICS_ROWS` records, each with the columns of all of them
+    (``step`` first, ``time`` last, the metrics between in the order first seen; a record's missing ones None)."""
+    records = records[-METRICS_ROWS:]
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(k for k in record if k not in ("step", "time")))
+    columns = (["step"] if any("step" in r for r in records) else []) + list(names) + ["time"]
+    return [{c: record.get(c) for c in columns} for record in records]
+
+
+def metrics_table(name: str, executor: Executor, handle: JobHandle) -> Any:
+    """Create the metrics table artifact of an ended job (in the current task run), if it logged metrics; return
+    its id, or None (no metrics, the executor cannot read job files, or an error: logged, not raised)."""
+    from prefect.artifacts import create_table_artifact
+
+    try:
+        records = job_metrics(executor, handle)
+        if not records:
+            return None
+        rows = scrub(redact(metric_rows(records)), known_secrets(executor))
+        return create_table_artifact(table=rows, key=artifact_key("nemorun", _flow_name(), name, "metrics"),
+                                     description=f"metrics logged by nemorun job {handle.key} "
+                                                 f"({len(records)} records shown)")
+    except Exception as exc:
+        _warn("could not create the metrics artifact of task %r: %s: %s", name, type(exc).__name__, exc)
+        return None
+
+
 def _warn(message: str, *args: Any) -> None:
     from prefect import get_run_logger
     from prefect.exceptions import MissingContextError
@@ -113,8 +191,9 @@ def job_rows(specs: list[Any], flow_run_id: str) -> list[dict[str, Any]]:
     for spec in specs:
         recorded = records.get(spec.name)
         handle = recorded.ref.job_handle() if recorded is not None and recorded.ref.handle else None
-        rows[spec.name] = {"task": spec.name, "backend": spec.executor.backend, "job id": "", "state": "NOT SUBMITTED",
-                           "exit code": None, "log": "", "duration (s)": None, "message": ""}
+        # The columns a person reads first come first; long paths last.
+        rows[spec.name] = {"task": spec.name, "state": "NOT SUBMITTED", "duration (s)": None, "message": "",
+                           "backend": spec.executor.backend, "job id": "", "exit code": None, "log": ""}
         if handle is not None:
             found.append((spec, handle))
     for executor, group in _by_executor(found):
@@ -140,22 +219,32 @@ def _by_executor(found: list[tuple[Any, JobHandle]]) -> list[tuple[Executor, lis
     return groups
 
 
-def experiment_table(specs: list[Any], flow_run_id: str) -> Any:
-    """Create the job-table artifact of an experiment flow run (in the current flow run); return its id.
+def experiment_table(specs: list[Any], flow_run_id: Any, flow_name: str | None = None) -> Any:
+    """Create the job-table artifact of experiment flow run ``flow_run_id`` (linked to that flow run, from inside
+    it or from its cancellation hook, which runs outside any run); return its id.
+
+    Args:
+        specs: the experiment's task specs.
+        flow_run_id: the flow run.
+        flow_name: its flow's name (default: the current flow run's).
 
     A failure (a backend that cannot be reached...) is logged, not raised (returns None): the flow's outcome is
     that of its tasks.
     """
-    from prefect.artifacts import create_table_artifact
+    from prefect import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
 
-    flow_name = _flow_name()
+    flow_name = flow_name or _flow_name()
     try:
-        return create_table_artifact(table=job_rows(specs, flow_run_id),
-                                     key=artifact_key("nemorun", flow_name, "jobs"),
-                                     description=f"nemorun jobs of flow run {flow_run_id} ({flow_name})")
+        rows = job_rows(specs, str(flow_run_id))
+        with get_client(sync_client=True) as client:
+            return client.create_artifact(ArtifactCreate(
+                key=artifact_key("nemorun", flow_name, "jobs"), type="table", data=json.dumps(rows),
+                description=f"nemorun jobs of flow run {flow_run_id} ({flow_name})", flow_run_id=flow_run_id)).id
     except Exception as exc:
         _warn("could not create the job table artifact: %s: %s", type(exc).__name__, exc)
         return None
 
 
-__all__ = ["artifact_key", "experiment_table", "job_rows", "readable_yaml", "task_markdown", "task_submitted"]
+__all__ = ["METRICS_ROWS", "artifact_key", "experiment_table", "job_rows", "log_link", "log_url", "metric_rows",
+           "metrics_table", "readable_yaml", "task_markdown", "task_submitted"]

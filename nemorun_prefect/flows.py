@@ -11,17 +11,20 @@
 Each experiment task becomes a ``nemorun-<name>`` task run that submits (or re-attaches to) its job through
 :mod:`nemorun_prefect.tasks` (job key ``prefect-<flow run id>/<name>/<attempt>``), streams its log and returns its value.
 
-* Dependencies: every task run gets its dependencies' futures (``wait_for`` and as inputs, wrapped in
-  ``allow_failure``), so Prefect shows the same graph. A task whose dependency failed (or was itself not run) does not
-  submit anything: it ends Failed with :class:`DependencyFailedError` naming that dependency (Prefect's own behaviour,
-  a ``NotReady`` Pending state that never ends, would leave the flow hanging).
+* Dependencies: every task run gets its dependencies' futures (``wait_for`` and as inputs), so Prefect shows the same
+  graph. A task whose dependency failed, was cancelled or was itself not run is not run, the Prefect way: Prefect
+  leaves it in its ``NotReady`` (Pending) state, and it submits nothing. The flow's error names it and the
+  dependencies it waited for.
+* States: a task run whose job failed ends Failed; one whose job was cancelled, or that stopped following its job
+  because the flow run is ending (cancelled, crashed), ends Cancelled (:func:`nemorun_prefect.tasks.cancelled_state`).
 * References: ``{name.output...}`` is replaced by the dependency's returned value, ``{name.dir}`` by its job
   directory, as the core scheduler does.
 * ``max_concurrent``: a semaphore (per flow run, in this process) around the job part of each task run. Task runs
   waiting for a slot show as Running in Prefect; no Prefect concurrency limit (server object) is created.
 * The flow ends Failed when any task failed or was not run (:class:`ExperimentFlowError`, listing them); otherwise it
   returns ``{task name: value}``. Either way it first leaves a job-table artifact (see
-  :mod:`nemorun_prefect.artifacts`).
+  :mod:`nemorun_prefect.artifacts`); a cancelled or crashed flow run gets it from its hook, after its jobs are
+  cancelled.
 * Cancelling: ``on_cancellation`` and ``on_crashed`` hooks cancel every job the flow run submitted.
   :func:`on_cancellation_cancel_jobs` makes the same hook for any flow (one that calls ``run_nemorun_task`` itself,
   or runs experiment flows as subflows); :func:`cancel_flow_jobs` does it for any flow run id.
@@ -46,9 +49,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from prefect import allow_failure, flow, get_run_logger
+from prefect import flow, get_run_logger
 from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from nemorun_core.errors import ExperimentError
 from nemorun_core import orchestration
@@ -67,7 +71,10 @@ _STOPS: dict[str, threading.Event] = {}
 
 
 class DependencyFailedError(ExperimentError):
-    """A task was not run because one of its dependencies failed or was not run."""
+    """A task was not run because one of its dependencies failed or was not run.
+
+    Experiment flows no longer raise it: such a task stays in Prefect's own ``NotReady`` state. Kept for code that
+    catches it."""
 
 
 class ExperimentFlowError(ExperimentError):
@@ -75,13 +82,13 @@ class ExperimentFlowError(ExperimentError):
 
 
 def _run_experiment_task(task: Any, executor: Executor, name: str, upstream: dict[str, Any]) -> Any:
-    """Body of one experiment task run: check the dependencies, resolve references, submit/re-attach, wait."""
+    """Body of one experiment task run: resolve references, submit/re-attach, wait. Prefect runs it only once every
+    dependency completed (``wait_for``); ``upstream`` holds their futures (quoted, so that Prefect names the task
+    run before it finds a dependency not completed) or values."""
+    from prefect.futures import PrefectFuture
     from prefect.runtime import flow_run
 
-    for dep, value in upstream.items():
-        if isinstance(value, BaseException):
-            raise DependencyFailedError(
-                f"task {name!r} was not run: its dependency {dep!r} failed ({type(value).__name__}: {value})")
+    upstream = {dep: value.result() if isinstance(value, PrefectFuture) else value for dep, value in upstream.items()}
 
     def lookup(dep: str, field: str) -> Any:
         if dep not in upstream:
@@ -108,7 +115,8 @@ def _run_experiment_task(task: Any, executor: Executor, name: str, upstream: dic
         return submit_and_wait()
 
 
-run_experiment_task = prefect_task(_run_experiment_task, name="run_experiment_task", cache_policy=NO_CACHE)
+run_experiment_task = prefect_task(nr_tasks.prefect_outcome(_run_experiment_task), name="run_experiment_task",
+                                   cache_policy=NO_CACHE)
 
 
 # Module functions, not code in the flow's closure: ``flow.serve()`` cloudpickles the closure by value into the
@@ -246,7 +254,7 @@ def build_experiment_flow(exp: Any, *, max_concurrent: int | None = None) -> Any
     specs = exp.task_specs()  # insertion order is a topological order: dependencies are added first
     if not specs:
         raise ExperimentError(f"experiment {exp.name!r} has no tasks; add some with exp.add(...)")
-    cancel_hook = on_cancellation_cancel_jobs(subflows=False, executors={s.name: s.executor for s in specs})
+    cancel_hook = _cancel_and_report(specs)
 
     @flow(name=f"experiment-{exp.name}", on_cancellation=[cancel_hook], on_crashed=[cancel_hook])
     def experiment(max_concurrent: int | None = max_concurrent) -> dict[str, Any]:
@@ -257,24 +265,50 @@ def build_experiment_flow(exp: Any, *, max_concurrent: int | None = None) -> Any
         try:
             futures: dict[str, Any] = {}
             for spec in specs:
-                deps = {d: allow_failure(futures[d]) for d in spec.dependencies}
+                deps = {d: futures[d] for d in spec.dependencies}
                 futures[spec.name] = run_experiment_task.with_options(
                     name=f"nemorun-{spec.name}", task_run_name=spec.name,
-                ).submit(spec.task, spec.executor, spec.name, deps, wait_for=list(deps.values()))
+                ).submit(spec.task, spec.executor, spec.name, quote(deps), wait_for=list(deps.values()))
             for fut in futures.values():
                 fut.wait()
             states = {name: fut.state for name, fut in futures.items()}
         finally:
             _end_run(run_id)
         artifacts.experiment_table(specs, run_id)  # before deciding the outcome: failed flows get one too
-        bad = {name: s for name, s in states.items() if not s.is_completed()}
-        if bad:
-            raise ExperimentFlowError(
-                "experiment tasks did not succeed: "
-                + "; ".join(f"{name}: {s.name}: {s.message}" for name, s in bad.items()))
+        failures = _failures(specs, states)
+        if failures:
+            raise ExperimentFlowError("experiment tasks did not succeed: " + "; ".join(failures))
         return {name: fut.result() for name, fut in futures.items()}
 
     return experiment
+
+
+def _failures(specs: list[Any], states: dict[str, Any]) -> list[str]:
+    """One line per task that did not complete: its state and message, or, for a task Prefect did not run, the
+    dependencies that did not complete."""
+    out = []
+    for spec in specs:
+        state = states[spec.name]
+        if state.is_completed():
+            continue
+        if state.is_pending():
+            waited = [d for d in spec.dependencies if not states[d].is_completed()]
+            out.append(f"{spec.name}: {state.name}: not run, its dependencies {waited} did not complete")
+        else:
+            out.append(f"{spec.name}: {state.name}: {state.message}")
+    return out
+
+
+def _cancel_and_report(specs: list[Any]) -> Callable[[Any, Any, Any], None]:
+    """The experiment flow's ``on_cancellation`` / ``on_crashed`` hook: cancel the flow run's jobs, then write its
+    job table (the flow's body, interrupted, did not), which shows them cancelled. Never raises."""
+    cancel = on_cancellation_cancel_jobs(subflows=False, executors={s.name: s.executor for s in specs})
+
+    def cancel_nemorun_jobs(flow: Any, flow_run: Any, state: Any) -> None:
+        cancel(flow, flow_run, state)
+        artifacts.experiment_table(specs, flow_run.id, flow_name=flow.name)
+
+    return cancel_nemorun_jobs
 
 
 def experiment_flow(exp: Any, *, max_concurrent: int | None = None, return_state: bool = False) -> Any:

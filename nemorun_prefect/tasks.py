@@ -13,6 +13,12 @@ value. ``submit_nemorun_task`` / ``wait_nemorun_task`` / ``cancel_nemorun_task``
 :class:`JobRef`, for flows that interleave other work. Each submission leaves a configuration artifact
 (:mod:`nemorun_prefect.artifacts`).
 
+As Prefect users expect: task runs are named after the job (``train``, ``submit-train``, ``wait-train``,
+``cancel-train``); a failed job makes the task run Failed, a cancelled job (or a flow run that ends while the task
+run follows its job) makes it Cancelled (:func:`cancelled_state`); the job's log lines are streamed once, those that
+look like error output at WARNING (:class:`nemorun_core.orchestration.ErrorLines`), and the error does not repeat
+them; the job's log link and the metrics it logged are artifacts too.
+
 Re-attach, never resubmit: the job key is ``prefect-<flow run id>/<name>/<attempt>``, the same for every retry of a
 task run and for a restarted flow run, and the job directory is derived from it
 (``$NEMORUN_HOME/prefect/<scope>/<name>[/attempt-N]``, :func:`nemorun_core.orchestration.job_dir`). Submitting goes
@@ -33,19 +39,20 @@ list shows only the artifacts meant for people); they are found by key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
 import threading
 import uuid
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
-from prefect import get_run_logger
+from prefect import Task, get_run_logger
 from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
 
-from nemorun_core.errors import ExperimentError
+from nemorun_core.errors import ExperimentError, JobFailedError
 from nemorun_core.executors.base import Executor, JobHandle, JobState, follow_log
 from nemorun_core.executors.files import read_json, write_atomic
 from nemorun_core.executors.jobkey import JobKey
@@ -67,6 +74,11 @@ ORCHESTRATOR = "prefect"
 RECORD_TYPE = "nemorun-job"
 
 _log = logging.getLogger("nemorun_prefect")
+
+
+class FlowRunEnding(ExperimentError):
+    """A task run stopped following its job because its flow run is ending (cancelled, crashed, killed); the job is
+    left to the flow's cancellation hook. The Prefect tasks end Cancelled on it."""
 
 
 class JobRecord(NamedTuple):
@@ -276,8 +288,9 @@ def submit(task: Any, executor: Executor | None = None, *, name: str | None = No
 
     attached = orchestration.attach_or_submit(spec, JobKey(_run_part(None), name), job_dir_for, record=record,
                                               log=lambda line: logger.info("%s", line))
-    if attached.submitted:
-        artifacts.task_submitted(spec, attached.handle)  # only here: a re-attach makes no second one
+    if attached.submitted:  # only here: a re-attach makes no second ones
+        artifacts.task_submitted(spec, attached.handle)
+        artifacts.log_link(spec, attached.handle)
     return JobRef(spec.name, spec.kind, attached.handle.to_dict(), config)
 
 
@@ -285,6 +298,13 @@ def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = Non
          executor: Executor | None = None) -> Any:
     """Follow the job to its end, sending each new log line (secrets redacted by
     :func:`~nemorun_core.executors.base.follow_log`) to the Prefect run logger; return the task's value.
+
+    Log levels: executors merge a job's stdout and stderr, so the stream of a line is not known; lines that look
+    like error output (a Python traceback, ``SomeError: ...``, ``ERROR ...``: see
+    :class:`nemorun_core.orchestration.ErrorLines`) are logged at WARNING, the others at INFO. Every line of the
+    log is streamed, so the error raised for a failed job names its exit status, message and log location but does
+    not repeat the log's tail. Once the job has ended, the metrics it logged become a table artifact
+    (:func:`nemorun_prefect.artifacts.metrics_table`).
 
     Args:
         ref: the job, as :func:`submit` returned it.
@@ -296,19 +316,24 @@ def wait(ref: JobRef, *, poll: float = _POLL, stop: threading.Event | None = Non
 
     Raises:
         JobFailedError: the job ended FAILED or CANCELLED; names the job, its exit status and its log.
-        ExperimentError: ``stop`` was set before the job ended (the job is left as it is).
+        FlowRunEnding: ``stop`` was set before the job ended (the job is left as it is).
     """
     logger = get_run_logger()
     spec = ref.spec(executor)
     executor, handle = spec.executor, spec.handle
-    status, _ = follow_log(executor, handle, lambda line: logger.info("%s", line), poll=poll,
-                           stop=stop.is_set if stop is not None else None)
+    looks_like_error = orchestration.ErrorLines()
+
+    def emit(line: str) -> None:
+        (logger.warning if looks_like_error(line) else logger.info)("%s", line)
+
+    status, _ = follow_log(executor, handle, emit, poll=poll, stop=stop.is_set if stop is not None else None)
     if not status.is_terminal:
-        raise ExperimentError(
+        raise FlowRunEnding(
             f"stopped following job {handle.key} ({status.state.value}): its flow run is ending; the job is left "
             "to the flow's cancellation hook, or to a restart of the flow run, which re-attaches to it")
+    artifacts.metrics_table(spec.name, executor, handle)
     if status.state is not JobState.SUCCEEDED:
-        raise orchestration.job_error(spec, status, orchestration.known_secrets(executor))
+        raise orchestration.job_error(spec, status, orchestration.known_secrets(executor), with_tail=False)
     return read_result(spec)
 
 
@@ -329,12 +354,93 @@ def run(task: Any, executor: Executor | None = None, *, name: str | None = None)
 
 
 # -- the Prefect tasks --------------------------------------------------------------------------------------------
-# No Prefect cache: re-attaching goes through the job key, and the inputs (configs, executors) need not hash.
-run_nemorun_task = prefect_task(run, name="run_nemorun_task", cache_policy=NO_CACHE)
-submit_nemorun_task = prefect_task(submit, name="submit_nemorun_task", cache_policy=NO_CACHE)
-wait_nemorun_task = prefect_task(wait, name="wait_nemorun_task", cache_policy=NO_CACHE)
-cancel_nemorun_task = prefect_task(cancel, name="cancel_nemorun_task", cache_policy=NO_CACHE)
 
-__all__ = ["JobRef", "cancel", "cancel_nemorun_task", "run", "run_nemorun_task", "submit", "submit_nemorun_task",
-           "wait", "wait_nemorun_task", "flow_run_dir", "job_key", "job_dir_for", "job_records", "record_job",
+
+def cancelled_state(exc: BaseException) -> Any:
+    """Prefect's ``Cancelled`` state for a task run that ends on ``exc``, or None when ``exc`` is a failure.
+
+    Cancelled: the job ended CANCELLED (:class:`JobFailedError` with that state), or the task run stopped following
+    it because its flow run is ending (:class:`FlowRunEnding`). Prefect shows such a run as Cancelled, not Failed,
+    and does not retry it. The state holds ``exc``, so that a future's ``result()`` (and a call of a
+    :class:`NemorunTask`) raises it, as it would for a failure.
+    """
+    from prefect.states import Cancelled
+
+    if isinstance(exc, FlowRunEnding) or (isinstance(exc, JobFailedError) and exc.state == JobState.CANCELLED.value):
+        return Cancelled(message=str(exc), data=exc)
+    return None
+
+
+def prefect_outcome(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` for a Prefect task: what would end the task run Cancelled (:func:`cancelled_state`) is returned as
+    that state instead of raised (Prefect takes a returned state as the run's final state); failures raise."""
+
+    @functools.wraps(fn)
+    def body(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (JobFailedError, FlowRunEnding) as exc:
+            state = cancelled_state(exc)
+            if state is None:
+                raise
+            return state
+
+    return body
+
+
+class NemorunTask(Task):
+    """A Prefect task whose body may return a Cancelled state (:func:`prefect_outcome`).
+
+    Prefect hands a state that a task returned back to a direct call as it is; this call raises the exception it
+    holds instead (the :class:`JobFailedError` or :class:`FlowRunEnding`), so that ``run_nemorun_task(...)`` in a
+    flow never returns a State in place of the job's value. ``return_state=True`` still returns the state.
+    """
+
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any) -> Any:
+        from prefect.states import State, raise_state_exception
+
+        outcome = super().__call__(*args, return_state=return_state, wait_for=wait_for, **kwargs)
+        if not return_state and isinstance(outcome, State) and outcome.is_cancelled():
+            raise_state_exception(outcome)
+        return outcome
+
+    def with_options(self, **options: Any) -> "NemorunTask":
+        copy = super().with_options(**options)
+        copy.__class__ = type(self)  # Task.with_options builds a plain Task; keep this call behaviour
+        return copy
+
+
+def _job_name(parameters: dict[str, Any]) -> str:
+    """The job's task name, from a task run's parameters (``name``, or the task's default name)."""
+    if parameters.get("name"):
+        return str(parameters["name"])
+    ref = parameters.get("ref")
+    if isinstance(ref, JobRef):
+        return ref.name
+    try:
+        return default_name(normalize_task(parameters.get("task"), {}))
+    except Exception:  # noqa: BLE001 - an invalid task fails in the run itself, with its own message
+        return "nemorun-task"
+
+
+def _run_name(action: str) -> Callable[..., str]:
+    def name(parameters: dict[str, Any]) -> str:
+        return f"{action}-{_job_name(parameters)}" if action else _job_name(parameters)
+
+    return name
+
+
+# No Prefect cache: re-attaching goes through the job key, and the inputs (configs, executors) need not hash. Task
+# runs are named after the job (``train``, ``submit-train``...), not ``run_nemorun_task-<suffix>``.
+run_nemorun_task = NemorunTask(prefect_outcome(run), name="run_nemorun_task", task_run_name=_run_name(""),
+                               cache_policy=NO_CACHE)
+submit_nemorun_task = prefect_task(submit, name="submit_nemorun_task", task_run_name=_run_name("submit"),
+                                   cache_policy=NO_CACHE)
+wait_nemorun_task = NemorunTask(prefect_outcome(wait), name="wait_nemorun_task", task_run_name=_run_name("wait"),
+                                cache_policy=NO_CACHE)
+cancel_nemorun_task = prefect_task(cancel, name="cancel_nemorun_task", task_run_name=_run_name("cancel"),
+                                   cache_policy=NO_CACHE)
+
+__all__ = ["FlowRunEnding", "JobRef", "NemorunTask", "cancel", "cancelled_state", "prefect_outcome",
+           "cancel_nemorun_task", "run", "run_nemorun_task", "submit", "submit_nemorun_task", "wait", "wait_nemorun_task", "flow_run_dir", "job_key", "job_dir_for", "job_records", "record_job",
            "read_job_records", "recorded_job", "JobRecord"]

@@ -72,8 +72,12 @@ def test_config_artifact_once_per_job_with_config_and_executor_and_no_secret(pre
     first, again, value = state.result()
     assert value == 5 and first.handle == again.handle
     artifacts = _artifacts(state.state_details.flow_run_id)
-    assert [a.key for a in artifacts] == ["nemorun-artifact-flow-train-model-v1-config"], artifacts  # one: no re-attach
-    (artifact,) = artifacts
+    # One config artifact and one log link (issue 12), once: the re-attach makes no second ones.
+    assert [a.key for a in artifacts] == ["nemorun-artifact-flow-train-model-v1-config",
+                                          "nemorun-artifact-flow-train-model-v1-log"], artifacts
+    artifact, link = artifacts
+    assert link.type == "markdown" and link.task_run_id is not None  # Prefect stores link artifacts as markdown
+    assert f"(file://{first.handle['job_dir']}/log.out)" in link.data, link.data
     assert artifact.type == "markdown" and artifact.task_run_id is not None
     text = artifact.data
     assert TOKEN not in text and API_KEY not in text
@@ -102,8 +106,9 @@ def test_experiment_job_table_also_when_the_flow_fails(prefect_harness: None) ->
         assert TOKEN not in str(artifact.data) and API_KEY not in str(artifact.data), artifact.key
     artifacts = [a for a in everything if a.key is not None]
     assert all(re.fullmatch(r"[a-z0-9-]+", a.key) for a in artifacts), [a.key for a in artifacts]
-    # One config artifact per submitted job (not for the task that never ran), one table for the flow run.
-    assert sorted(a.key for a in artifacts if a.type == "markdown") == [
+    # One config artifact per submitted job (not for the task that never ran), one table for the flow run. (Since
+    # issue 12 each job also has a log link, which Prefect stores as markdown too: the config ones end -config.)
+    assert sorted(a.key for a in artifacts if a.type == "markdown" and a.key.endswith("-config")) == [
         "nemorun-experiment-table-exp-breaks-config", "nemorun-experiment-table-exp-ok-config"]
     (table,) = [a for a in artifacts if a.type == "table"]
     assert table.key == "nemorun-experiment-table-exp-jobs" and table.task_run_id is None
@@ -115,3 +120,41 @@ def test_experiment_job_table_also_when_the_flow_fails(prefect_harness: None) ->
     assert isinstance(ok["duration (s)"], float) and 0 <= ok["duration (s)"] < 60
     assert (breaks_row["state"], breaks_row["exit code"]) == ("FAILED", 1) and "boom" in breaks_row["message"]
     assert (skipped["state"], skipped["job id"], skipped["exit code"]) == ("NOT SUBMITTED", "", None)
+    # The columns a user reads first come first, the long paths last (issue 12).
+    assert list(ok) == ["task", "state", "duration (s)", "message", "backend", "job id", "exit code", "log"], list(ok)
+    links = {a.key: a for a in artifacts if a.key.endswith("-log")}
+    assert sorted(links) == ["nemorun-experiment-table-exp-breaks-log", "nemorun-experiment-table-exp-ok-log"]
+    assert f"(file://{ok['log']})" in links["nemorun-experiment-table-exp-ok-log"].data
+
+
+def test_metrics_a_task_logged_are_a_table_artifact(prefect_harness: None) -> None:
+    from prefect import flow
+
+    from nemorun_prefect import run_nemorun_task
+
+    @flow(name="metrics-flow")
+    def metrics_flow() -> dict:
+        return run_nemorun_task(run.Partial(_tasks.train, model=run.Config(_tasks.ModelConfig, hidden_size=8),
+                                            steps=3), run.LocalExecutor(), name="train")
+
+    state = metrics_flow(return_state=True)
+    assert state.is_completed(), state
+    tables = [a for a in _artifacts(state.state_details.flow_run_id) if a.type == "table"]
+    assert [a.key for a in tables] == ["nemorun-metrics-flow-train-metrics"], tables
+    (table,) = tables
+    assert table.task_run_id is not None
+    rows = json.loads(table.data)
+    assert [(r["step"], r["loss"]) for r in rows] == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)], rows
+    assert all(list(r) == ["step", "loss", "time"] for r in rows), rows
+
+
+def test_metric_rows_and_log_urls() -> None:
+    from nemorun_prefect.artifacts import METRICS_ROWS, log_url, metric_rows
+
+    rows = metric_rows([{"time": 1.0, "loss": 2.0}, {"time": 2.0, "step": 1, "acc": 0.5}])
+    assert rows == [{"step": None, "loss": 2.0, "acc": None, "time": 1.0},
+                    {"step": 1, "loss": None, "acc": 0.5, "time": 2.0}]
+    assert len(metric_rows([{"time": float(i), "x": i} for i in range(METRICS_ROWS + 5)])) == METRICS_ROWS
+    assert log_url("/a dir/log.out") == "file:///a%20dir/log.out"
+    assert log_url("https://ray.example/#/jobs/1") == "https://ray.example/#/jobs/1"
+    assert log_url("user@cluster:/jobs/x/log.out") is None and log_url(None) is None

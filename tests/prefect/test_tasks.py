@@ -139,14 +139,15 @@ def test_submit_wait_cancel_tasks_in_one_flow(prefect_harness: None) -> None:
         result = wait_nemorun_task(quick)
         cancelled = cancel_nemorun_task(sleeper)
         waited = wait_nemorun_task(sleeper, return_state=True)
-        return result, cancelled, waited.is_failed(), waited.message
+        return result, cancelled, waited.is_cancelled(), waited.message
 
     state = interleaved_flow(return_state=True)
     assert state.is_completed(), state
-    result, cancelled, wait_failed, message = state.result()
+    result, cancelled, wait_cancelled, message = state.result()
     assert result == 3
     assert cancelled is JobState.CANCELLED
-    assert wait_failed and "job 'sleeper' cancelled" in message, message
+    # A cancelled job ends its task run Cancelled (Prefect's state), not Failed (issue 12).
+    assert wait_cancelled and "job 'sleeper' cancelled" in message, message
 
 
 def test_job_ref_keeps_no_secret(prefect_harness: None) -> None:
