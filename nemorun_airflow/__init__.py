@@ -21,6 +21,7 @@ _EXPORTS = {
     "NemorunOperator": "nemorun_airflow.operators",
     "NemorunJobTrigger": "nemorun_airflow.triggers",
     "NemorunJobSensor": "nemorun_airflow.sensors",
+    "NemorunJobLogLink": "nemorun_airflow.links",
     "experiment_task_group": "nemorun_airflow.task_group",
     "run_dag_file": "nemorun_airflow.local_run",
 }
@@ -35,9 +36,48 @@ _MODULES = {"hooks": ["nemorun_airflow.hooks"], "operators": ["nemorun_airflow.o
 # form in Airflow's UI declared here (``conn-fields``, ``ui-field-behaviour``): Airflow 3.2+ reads it from the
 # provider info without importing the hooks; the hooks' get_ui_field_behaviour / get_connection_form_widgets give
 # the same to earlier Airflow 3 versions.
+#
+# The ``ssh`` form hides what nemorun refuses or ignores (Password: keys only; Schema) and shows the extras it reads as
+# fields of their own. It is declared only while the SSH provider is not installed (see :func:`get_provider_info`):
+# with that provider the ``ssh`` form is its own, which takes a password.
+_STR = {"type": ["string", "null"]}
+SSH_FORM: dict[str, Any] = {
+    "conn-fields": {
+        "private_key": {"label": "Private key", "schema": {**_STR, "format": "password"},
+                        "description": "The private key TEXT (-----BEGIN OPENSSH PRIVATE KEY-----...). Empty: "
+                                       "'Key file', else the SSH agent and ~/.ssh/id_*."},
+        "private_key_passphrase": {"label": "Key passphrase", "schema": {**_STR, "format": "password"},
+                                   "description": "The private key's passphrase, if it has one."},
+        "key_file": {"label": "Key file", "schema": _STR,
+                     "description": "Path of a private key file on the machines that run tasks and the triggerer "
+                                    "(instead of 'Private key')."},
+        "host_key": {"label": "Host key", "schema": _STR,
+                     "description": "The login node's public host key, checked strictly: a line of "
+                                    "`ssh-keyscan HOST` without the host name."},
+        "known_hosts": {"label": "Known hosts file", "schema": _STR,
+                        "description": "An OpenSSH known_hosts file to check the host key against (default "
+                                       "~/.ssh/known_hosts), when 'Host key' is empty."},
+        "no_host_key_check": {"label": "Learn the host key on first use", "schema": {"type": ["boolean", "null"]},
+                              "description": "Trust the key the host shows the first time (a key that changes "
+                                             "later is still refused)."},
+        "job_dir": {"label": "Job directory", "schema": _STR,
+                    "description": "Base directory for job files on the cluster (required unless the executor's "
+                                   "tunnel has one)."},
+        "conn_timeout": {"label": "Connect timeout (s)", "schema": {"type": ["number", "null"]},
+                         "description": "Seconds to connect and authenticate."},
+    },
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "password"],
+        "relabeling": {"host": "Login node", "login": "User name"},
+        "placeholders": {"host": "login.cluster.org", "port": "22", "login": "your user name on the cluster",
+                         "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----", "host_key": "ssh-ed25519 AAAA...",
+                         "job_dir": "/scratch/USER/nemorun", "known_hosts": "~/.ssh/known_hosts",
+                         "conn_timeout": "30"},
+    },
+}
 PROVIDER_CONNECTION_TYPES: list[dict[str, Any]] = [
     {"connection-type": "ssh", "hook-class-name": "nemorun_airflow.hooks.NemorunSSHHook",
-     "hook-name": "SSH (nemorun)"},
+     "hook-name": "SSH (nemorun)", **SSH_FORM},
     {"connection-type": "nemorun_token", "hook-class-name": "nemorun_airflow.hooks.NemorunTokenHook",
      "hook-name": "Token or API key (nemorun)",
      "conn-fields": {"header": {
@@ -61,6 +101,39 @@ PROVIDER_CONNECTION_TYPES: list[dict[str, Any]] = [
 ]
 
 
+#: Where the provider's documentation lives (``integrations[].external-doc-url`` and ``documentation-url``): the
+#: distribution's ``Documentation`` project URL when its metadata has one, else this page of the repository.
+DOCUMENTATION_URL = "https://github.com/nemorun/nemorun/blob/main/docs/airflow.md"
+#: The operator extra links (:mod:`nemorun_airflow.links`), registered so the API server can show them.
+EXTRA_LINKS = ["nemorun_airflow.links.NemorunJobLogLink"]
+
+
+def ssh_provider_installed() -> bool:
+    """Whether Airflow's SSH provider is installed (read from distribution metadata: airflow is not imported)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("apache-airflow-providers-ssh")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def documentation_url() -> str:
+    """The ``Documentation`` project URL of the installed ``nemorun`` distribution, else :data:`DOCUMENTATION_URL`."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("nemorun").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("documentation", "docs") and url.strip():
+            return url.strip()
+    return DOCUMENTATION_URL
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider metadata that Airflow's providers manager reads.
 
@@ -68,16 +141,26 @@ def get_provider_info() -> dict[str, Any]:
     distribution name (``nemorun``) or Airflow refuses the provider. One connection type per kind of credential:
     ``ssh`` (SSH logins, so existing SSH connections work unchanged; when the SSH provider is installed too, its
     hook keeps the type, Airflow logs that it was registered already, and nemorun reads the same connections),
-    ``nemorun_token`` (bearer tokens and API keys) and ``nemorun_kubeconfig``, with their UI forms.
+    ``nemorun_token`` (bearer tokens and API keys) and ``nemorun_kubeconfig``, with their UI forms (the ``ssh`` form
+    only without the SSH provider, whose own form then stays), the operator extra links and the documentation URL.
 
     Returns:
         A new dict with ``package-name``, ``name``, ``description``, ``versions`` (newest first), the integration,
-        its hook, operator, sensor and trigger modules, and the connection types.
+        its hook, operator, sensor and trigger modules, the connection types, ``extra-links`` and
+        ``documentation-url``.
     """
     # Imported here rather than at module level so that the entry point stays a plain attribute lookup.
     from nemorun_core import __version__
 
     integration = "nemorun"
+    docs = documentation_url()
+    connection_types = copy.deepcopy(PROVIDER_CONNECTION_TYPES)
+    if ssh_provider_installed():
+        # Its ``ssh`` form (with a password) stays the form of ``ssh`` connections; nemorun only reads them.
+        for declared in connection_types:
+            if declared["connection-type"] == "ssh":
+                for name in SSH_FORM:
+                    declared.pop(name)
     return {
         "package-name": "nemorun",
         "name": "nemorun",
@@ -86,10 +169,12 @@ def get_provider_info() -> dict[str, Any]:
             "Lepton) from Airflow DAGs."
         ),
         "versions": [__version__],
-        "integrations": [{"integration-name": integration, "tags": ["software"]}],
+        "documentation-url": docs,
+        "integrations": [{"integration-name": integration, "external-doc-url": docs, "tags": ["software"]}],
         **{kind: [{"integration-name": integration, "python-modules": list(modules)}]
            for kind, modules in _MODULES.items()},
-        "connection-types": copy.deepcopy(PROVIDER_CONNECTION_TYPES),
+        "connection-types": connection_types,
+        "extra-links": list(EXTRA_LINKS),
     }
 
 

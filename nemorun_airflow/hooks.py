@@ -80,21 +80,31 @@ def _ui_field_behaviour(conn_type: str) -> dict[str, Any]:
 
 
 def _form_widgets(conn_type: str) -> dict[str, Any]:
-    """The extra fields of the form of ``conn_type`` as wtforms fields, from the same declaration."""
-    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    """The extra fields of the form of ``conn_type`` as wtforms fields, from the same declaration (a secret one as a
+    password field, a flag as a check box, a number as a number)."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from flask_babel import lazy_gettext
-    from wtforms import StringField
+    from wtforms import BooleanField, PasswordField, StringField
 
-    return {name: StringField(lazy_gettext(field["label"]), widget=BS3TextFieldWidget(),
-                              description=field["description"])
-            for name, field in _declared(conn_type)["conn-fields"].items()}
+    widgets: dict[str, Any] = {}
+    for name, field in _declared(conn_type)["conn-fields"].items():
+        schema = field["schema"]
+        label, description = lazy_gettext(field["label"]), field["description"]
+        if schema.get("format") == "password":
+            widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget(), description=description)
+        elif "boolean" in schema["type"]:
+            widgets[name] = BooleanField(label, description=description)
+        else:  # numbers too: the extra is read as text and checked where it is used
+            widgets[name] = StringField(label, widget=BS3TextFieldWidget(), description=description)
+    return widgets
 
 
 class NemorunSSHHook(BaseHook):
     """Builds an :class:`~nemorun_core.SSHTunnel` from an Airflow ``ssh`` connection.
 
     Connection fields: ``host``, ``port`` (default 22), ``login``. The password field is not used: the tunnel
-    authenticates with keys only. Extras (the SSH provider's names):
+    authenticates with keys only (the form hides it, and Schema). Extras (the SSH provider's names; the form shows
+    the main ones as fields of their own, see ``SSH_FORM`` in :mod:`nemorun_airflow`):
 
     * ``key_file``: path of a private key file on the machine that runs the task (and the triggerer).
     * ``private_key``: the private key TEXT; ``private_key_passphrase``: its passphrase.
@@ -116,6 +126,20 @@ class NemorunSSHHook(BaseHook):
     default_conn_name = "ssh_default"
     conn_type = "ssh"
     hook_name = "SSH (nemorun)"
+
+    # The form (Airflow 3.2+ reads it from the provider info instead): Password and Schema hidden, the extras above
+    # as fields. Declared only without the SSH provider, whose own form then stays the ``ssh`` form.
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from nemorun_airflow import ssh_provider_installed
+
+        return {} if ssh_provider_installed() else _ui_field_behaviour(cls.conn_type)
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from nemorun_airflow import ssh_provider_installed
+
+        return {} if ssh_provider_installed() else _form_widgets(cls.conn_type)
 
     def __init__(self, ssh_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -456,10 +480,19 @@ def resolve_credentials(executor: "Executor", connections: Mapping[str, str] | N
 
 
 def _extras(conn: Any, supported: tuple[str, ...], ignored: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The connection's extras, checked against ``supported`` and ``ignored`` names. A form field's prefixed name
+    (``extra__<type>__<name>``, older forms) counts as its plain name; an empty form field (None, "") as absent."""
     try:
-        extra = dict(conn.extra_dejson or {})
+        raw = dict(conn.extra_dejson or {})
     except Exception as exc:  # extra_dejson logs and returns {} on bad JSON in some versions; be explicit
         raise ConnectionConfigError(f"connection {conn.conn_id!r}: its extra is not a JSON object ({exc})") from None
+    prefix = f"extra__{getattr(conn, 'conn_type', None)}__"
+    extra: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value is None or value == "":
+            continue
+        plain = name[len(prefix):] if name.startswith(prefix) and name not in supported else name
+        extra.setdefault(plain, value)
     unknown = sorted(set(extra) - set(supported) - set(ignored))
     if unknown:
         name = unknown[0]

@@ -1,4 +1,4 @@
-"""Cancel a deferred task's job when the task is ended before any triggerer has started its trigger.
+"""Cancel a task's job in the process that ends the task: at once, and also when no nemorun code runs for it.
 
 A deferred :class:`~nemorun_airflow.operators.NemorunOperator` has handed its job to a trigger. Once a triggerer runs
 that trigger, ending the task (marked failed, success or skipped; its run marked failed or success) reaches
@@ -10,9 +10,16 @@ task instance, also for each running or deferred task instance of a run that is 
 scheduler for failures it detects itself. This listener, registered by the plugin :class:`NemorunListenerPlugin`
 (``airflow.plugins`` entry point), cancels the job there.
 
+It acts for a task that follows its job in its worker (synchronous) too, and for a deferred task whose trigger runs:
+without it, a synchronous task's job is cancelled only when its worker's next heartbeat (every ``[workers]
+min_heartbeat_interval`` seconds, 5 by default) learns that the task was ended and kills the task, whose ``on_kill``
+cancels; a running trigger's ``on_kill`` comes when the triggerer's next loop notices its trigger was removed. Here
+it is cancelled while the user's request is answered: the backend's own cancel latency, and the following process
+sees the job end at its next poll. The later ``on_kill`` finds the job ended and sends nothing.
+
 What it reads, in that process's database session: the task state store entry ``STATE_KEY`` of the task instance
-(written by the operator when it defers: the handle, the executor's config with secrets redacted, the connection
-ids), else the kwargs of the task instance's trigger row while it still exists (Airflow without a task state store;
+(written by the operator as soon as it has a job: the handle, the executor's config with secrets redacted, the
+connection ids), else the kwargs of the task instance's trigger row while it still exists (Airflow without a task state store;
 a state store backend that keeps values elsewhere). The executor is rebuilt
 (:func:`~nemorun_core.experiment.jobref.load_executor`), its credentials are read from the stored connection ids
 (:func:`~nemorun_airflow.hooks.resolve_credentials`), and the job is cancelled through the job contract
@@ -21,8 +28,8 @@ own ``on_kill`` and this listener may both act on one job.
 
 When it does not cancel, the same rule as ``on_kill``: a task instance whose state says it runs again
 (``up_for_retry``, a clear: :data:`~nemorun_airflow.triggers.RERUN_STATES`) keeps its job for the next try to
-re-attach to (Airflow calls no listener for a clear); a task that never deferred (no executor in its entry) is its
-worker's to cancel; a sensor's trigger (``cancel_on_kill`` False) follows a job that is not its own. In a task
+re-attach to (Airflow calls no listener for a clear); a task whose entry holds no job yet (recorded just before
+its submission) is its worker's to cancel (``on_kill`` finds the job by key); a sensor's trigger (``cancel_on_kill`` False) follows a job that is not its own. In a task
 process (a :class:`RuntimeTaskInstance`, not a database row) it does nothing: ``on_kill`` is there.
 
 The listener never raises into Airflow: every failure is logged (``nemorun_airflow.listener``) with the job and why.
@@ -93,7 +100,7 @@ def _job_of(ti: Any) -> tuple[dict[str, Any], str] | None:
 
 
 def _stored_record(ti: Any) -> dict[str, Any] | None:
-    """The operator's task state store entry, when it holds a deferred job (handle and executor)."""
+    """The operator's task state store entry, when it holds a job (handle and executor)."""
     try:
         from airflow.state import TaskScope, get_state_backend
     except ImportError:  # Airflow before 3.3: no task state store
@@ -152,8 +159,8 @@ def _cancel(ti: Any, record: dict[str, Any], state: str) -> None:
             raise TypeError(f"the stored executor config builds a {type(executor).__name__}, not an executor")
         if record["connections"]:
             executor = resolve_credentials(executor, record["connections"])
-        log.info("nemorun: task %s ended (%s) before a triggerer took over: cancelling job %s (%s %s)", name, state,
-                 handle.key, handle.backend, handle.job_id)
+        log.info("nemorun: task %s ended (%s): cancelling job %s (%s %s)", name, state, handle.key, handle.backend,
+                 handle.job_id)
         report = orchestration.cancel_and_wait(executor, handle, grace=CANCEL_GRACE)
     except Exception as exc:  # noqa: BLE001 - the executor or its credentials could not be rebuilt
         log.warning("nemorun: cannot cancel job %s (%s %s) of task %s: %s: %s; cancel it by hand "

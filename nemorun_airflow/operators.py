@@ -32,7 +32,9 @@ finished job is a new DAG run, or clearing after the job ended: a failed job get
 comes between the submission and the hand-over of a deferral to the triggerer, or after the hand-over but before a
 triggerer has started the trigger (Airflow then drops the trigger without running it): the provider's listener
 (:mod:`nemorun_airflow.listener`, run by the API server or scheduler that ends the task) cancels the job from what
-the task stored. A clear never cancels.
+the task stored. The listener acts for a synchronous task too, at once: the worker's ``on_kill`` comes only after its
+next heartbeat (``[workers] min_heartbeat_interval``, 5 s by default) has told it that the task was ended; both
+cancel through the job contract, and a job that has ended is not sent a second cancel. A clear never cancels.
 
 The mixin itself is not inherited: its ``execute_resumable`` submits and polls in one synchronous call (no place to
 defer to the triggerer), resubmits under the same external id space (nemorun needs a new key per attempt, or the
@@ -51,6 +53,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from nemorun_airflow.links import NemorunJobLogLink, log_url
+from nemorun_airflow.templating import apply_fields, collect_fields
 from nemorun_core import orchestration
 from nemorun_core.errors import ConfigError, ExperimentError
 from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
@@ -62,7 +66,7 @@ if TYPE_CHECKING:
     from nemorun_core.experiment.tasks import TaskSpec
 
 #: Key of the task state store entry that holds ``{"attempt": n, "key": "...", "handle": {...} or None}`` of the
-#: task instance's job (``handle`` None: recorded just before its submission); a deferring task adds ``executor``
+#: task instance's job (``handle`` None: recorded just before its submission); with a handle it adds ``executor``
 #: (its config, secrets redacted) and ``connections`` (slot -> connection id) for nemorun_airflow/listener.py.
 STATE_KEY = "nemorun_job"
 #: The orchestrator's name in job directories: ``$NEMORUN_HOME/airflow/...``.
@@ -106,6 +110,12 @@ class NemorunOperator(BaseOperator):
             that reaches the job, so no secret is ever stored with the DAG, in XCom or in trigger kwargs.
         ssh_conn_id: the ``"ssh"`` slot under its earlier name: ``ssh_conn_id="x"`` is ``connections={"ssh": "x"}``.
         name: the job's name (default: the task id).
+        executor_fields: executor field -> a Jinja template for it, rendered when the task runs
+            (``{"partition": "{{ params.partition }}", "env_vars": {"DAY": "{{ ds }}"}}``): any ``str`` or
+            ``dict[str, str]`` field of the executor (a dict's keys are merged into the executor's). Templates
+            written in the executor itself are rendered too, where its checks accept them (``env_vars`` values).
+            The rendered executor is checked again; a template that cannot be rendered, or renders to a value the
+            executor refuses, is a ConfigError naming the field, with a fix (:mod:`nemorun_airflow.templating`).
         overrides: ``path=value`` overrides in the ``nemorun`` command-line grammar, applied to ``task`` before
             submission; templated (``"data.date={{ dag_run.run_after | ds }}"``: ``ds`` exists only in runs with
             a logical date). Overrides without a template are checked when the DAG is parsed; a template that
@@ -123,9 +133,10 @@ class NemorunOperator(BaseOperator):
         ConfigError, ExperimentError: at DAG parse time, for an invalid task, executor or override.
     """
 
-    template_fields: Sequence[str] = ("overrides",)
-    template_fields_renderers = {"overrides": "json"}
+    template_fields: Sequence[str] = ("overrides", "executor_fields")
+    template_fields_renderers = {"overrides": "json", "executor_fields": "json"}
     ui_color = "#76b900"
+    operator_extra_links = (NemorunJobLogLink(),)
 
     def __init__(
         self,
@@ -136,6 +147,7 @@ class NemorunOperator(BaseOperator):
         connections: Mapping[str, str] | None = None,
         name: str | None = None,
         overrides: Sequence[str] | None = None,
+        executor_fields: Mapping[str, Any] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         xcom_result_max_bytes: int = XCOM_RESULT_MAX_BYTES,
@@ -152,6 +164,7 @@ class NemorunOperator(BaseOperator):
                                    overrides=overrides, poll_interval=poll_interval,
                                    xcom_result_max_bytes=xcom_result_max_bytes, connections=connections)
         self.job_task, self.job_executor, self.job_name, self.overrides = checked
+        self.executor_fields = collect_fields(self.job_executor, executor_fields, path=self.task_id)
         self.ssh_conn_id = ssh_conn_id
         from nemorun_airflow.hooks import connection_mapping
 
@@ -164,6 +177,10 @@ class NemorunOperator(BaseOperator):
         self._instance: tuple[str, str, str, int] | None = None
         # (executor, key, job dir) of a submission in flight: a kill during it finds the job by key.
         self._submitting: tuple[Executor, JobKey, str] | None = None
+        #: Extra link name -> URL of the job this try follows (:mod:`nemorun_airflow.links`).
+        self.job_links: dict[str, str] = {}
+        # OpenLineage facet fields of that job (:mod:`nemorun_airflow.lineage`).
+        self._lineage: dict[str, Any] | None = None
 
     @classmethod
     def partial(cls, *, task_id: str, task: Any, executor: Executor | None = None,
@@ -184,6 +201,7 @@ class NemorunOperator(BaseOperator):
         checks = {k: kwargs[k] for k in ("ssh_conn_id", "connections", "name", "overrides", "poll_interval",
                                          "xcom_result_max_bytes") if k in kwargs}
         job_task, job_executor, _, _ = _check_arguments(task_id, task=task, executor=executor, **checks)
+        collect_fields(job_executor, kwargs.get("executor_fields"), path=task_id)
         if airflow_executor is not None:
             kwargs["executor"] = airflow_executor
         return super().partial(task_id=task_id, task=_PartialArgs(job_task, job_executor), **kwargs)
@@ -196,12 +214,16 @@ class NemorunOperator(BaseOperator):
         try:
             super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
         except Exception:
-            if parent is self and "overrides" in template_fields:
+            if parent is self and ("overrides" in template_fields or "executor_fields" in template_fields):
                 self._explain_render_error(context, jinja_env)
             raise
         if parent is self:
             # Before Airflow stores the rendered fields: secret values that overrides bring in are masked there too.
             _mask(self._secrets(self.job_executor))
+            try:
+                _mask(self._secrets(self._rendered_executor()))  # and those rendered into executor fields
+            except ConfigError:
+                pass  # execute() reports it
 
     def _explain_render_error(self, context: Context, jinja_env: Any) -> None:
         """Raise a ConfigError naming the override whose template failed, with a fix, instead of Jinja's error."""
@@ -214,6 +236,15 @@ class NemorunOperator(BaseOperator):
                 raise ConfigError(
                     f"override {i} {text!r} cannot be rendered: {type(exc).__name__}: {exc}. {_render_hint(exc)}",
                     path=f"{self.task_id}.overrides") from None
+        for name, value in (self.executor_fields or {}).items():
+            for key, text in (value.items() if isinstance(value, Mapping) else [(None, value)]):
+                try:
+                    self.render_template(text, context, jinja_env)
+                except Exception as exc:  # noqa: BLE001 - any template error: this is the one to explain
+                    field = name if key is None else f"{name}[{key!r}]"
+                    raise ConfigError(
+                        f"executor field {field} {text!r} cannot be rendered: {type(exc).__name__}: {exc}. "
+                        f"{_render_hint(exc)}", path=f"{self.task_id}.executor_fields.{name}") from None
 
     def execute(self, context: Context) -> dict[str, Any]:
         executor = self._executor()
@@ -222,8 +253,11 @@ class NemorunOperator(BaseOperator):
         _mask(secrets)
         self._instance = _instance_of(context)
         handle, status = self._attach_or_submit(spec, context)
+        self._record_job(context, executor, handle)
         if status is not None and status.state is JobState.SUCCEEDED:
             self.log.info("job %s already succeeded: not run again", handle.key)
+            if self._lineage is not None:
+                self._lineage["state"] = status.state.value
             return self._summary(spec, handle, status, secrets)
         # From here until the trigger is registered (the task process has handed it over), a kill reaches on_kill:
         # the job is this process's to cancel. Kept when follow() raises: Airflow calls on_kill after an execution
@@ -248,6 +282,8 @@ class NemorunOperator(BaseOperator):
                        method_name="execute_complete")
         status, _ = follow(executor, handle, 0, self.poll_interval, self.log, secrets)
         self._following = None
+        if self._lineage is not None:
+            self._lineage["state"] = status.state.value
         return self._summary(spec, handle, status, secrets)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +300,7 @@ class NemorunOperator(BaseOperator):
         for line in executor.logs(handle, offset=int(event.get("offset", 0))):
             self.log.info("%s", redact_text(line, secrets))
         status = JobStatus.from_dict(event["status"])
+        self._record_job(context, executor, handle, status.state.value)
         return self._summary(TaskSpec(self.job_name, self.job_task, executor, []), handle, status, secrets)
 
     def on_kill(self) -> None:
@@ -308,10 +345,44 @@ class NemorunOperator(BaseOperator):
         executor.cancel(handle)
 
     # -- steps ----------------------------------------------------------------------------------------------------
+    def _rendered_executor(self) -> Executor:
+        """The executor with the rendered ``executor_fields`` (ConfigError naming the field it refuses)."""
+        return apply_fields(self.job_executor, self.executor_fields or {}, path=self.task_id)
+
     def _executor(self) -> Executor:
         from nemorun_airflow.hooks import resolve_credentials
 
-        return resolve_credentials(self.job_executor.clone(), self.connections)
+        try:
+            executor = self._rendered_executor()
+        except ConfigError as exc:
+            raise AirflowFailException(f"task {self.task_id!r}: {exc}") from exc  # a bad input: no retry
+        return resolve_credentials(executor.clone(), self.connections)
+
+    def _record_job(self, context: Context, executor: Executor, handle: JobHandle, state: str | None = None) -> None:
+        """Remember the job for the extra links (pushed to XCom now, so they work while it runs) and lineage."""
+        from nemorun_airflow.lineage import job_facet_fields
+
+        self._lineage = job_facet_fields(executor, handle, state)
+        url = log_url(executor.log_location(handle))
+        link = NemorunJobLogLink()
+        self.job_links = {link.name: url}
+        try:
+            context["ti"].xcom_push(key=link.xcom_key, value=url)
+        except Exception as exc:  # noqa: BLE001 - a link is a convenience: the job goes on without it
+            self.log.warning("cannot record the job's log link: %s: %s", type(exc).__name__, exc)
+
+    # -- OpenLineage (the provider calls these when it is installed; nemorun_airflow/lineage.py) -------------------
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The ``nemorun`` run facet: the executor's backend (the job is not known yet when the task starts)."""
+        from nemorun_airflow.lineage import job_facet_fields, operator_lineage
+
+        return operator_lineage(self._lineage or job_facet_fields(self.job_executor))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The ``nemorun`` run facet: backend, job id, key, log location and the job's final state."""
+        from nemorun_airflow.lineage import job_facet_fields, operator_lineage
+
+        return operator_lineage(self._lineage or job_facet_fields(self.job_executor))
 
     def _spec(self, context: Context, executor: Executor) -> TaskSpec:
         """The task with the rendered overrides applied and references resolved, checked: nothing is submitted yet."""
@@ -365,14 +436,26 @@ class NemorunOperator(BaseOperator):
                 # Recorded just before a submission whose outcome is unknown: look from that attempt on, by key.
                 first = JobKey.parse(saved["key"])
 
+        config: dict[str, Any] | None = None
+
         def record(key: JobKey, handle: JobHandle | None) -> None:
+            nonlocal config
             if handle is None:
                 self._submitting = (spec.executor, key, job_dir_for(key))
             else:
                 self._following = (spec.executor, handle)
             if store is not None:
-                store.set(STATE_KEY, {"attempt": key.attempt, "key": str(key),
-                                      "handle": handle.to_dict() if handle is not None else None})
+                entry: dict[str, Any] = {"attempt": key.attempt, "key": str(key),
+                                         "handle": handle.to_dict() if handle is not None else None}
+                if handle is not None:
+                    # For the listener (nemorun_airflow/listener.py), which cancels the job in the process that
+                    # ends the task (the API server for a user's mark) at once, without waiting for this worker's
+                    # next heartbeat to kill it: the executor's config (secrets redacted) and the connection ids.
+                    from nemorun_core.experiment.jobref import executor_config
+
+                    config = config or executor_config(spec.executor)
+                    entry.update(executor=config, connections=dict(self.connections))
+                store.set(STATE_KEY, entry)
 
         attached = orchestration.attach_or_submit(spec, first, job_dir_for, remembered=remembered, record=record,
                                                   log=lambda line: self.log.info("%s", line))

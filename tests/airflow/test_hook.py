@@ -97,6 +97,24 @@ def test_unusable_connections_are_clear_errors(monkeypatch, fields, message) -> 
         NemorunSSHHook("nr_bad").get_tunnel()
 
 
+def test_a_connection_saved_by_the_form_works_like_one_written_as_json(monkeypatch) -> None:
+    # The form saves every field it shows: empty ones as null or "", the check box as a JSON bool, and older forms
+    # under prefixed names (extra__ssh__<name>). Each means what the plain extra means; an empty one is absent.
+    _connection(monkeypatch, "nr_form", host="login.example", login="me", port=2222,
+                extra={"extra__ssh__key_file": "/keys/id_ed25519", "private_key": None, "private_key_passphrase": "",
+                       "host_key": "", "known_hosts": "/etc/ssh/known", "no_host_key_check": False,
+                       "job_dir": "/scratch/me/nr", "conn_timeout": None, "keepalive_interval": ""})
+    tunnel = NemorunSSHHook("nr_form").get_tunnel()
+    assert (tunnel.host, tunnel.port, tunnel.user, tunnel.job_dir) == ("login.example", 2222, "me", "/scratch/me/nr")
+    assert tunnel.known_hosts == "/etc/ssh/known" and tunnel.host_key_policy == "strict"
+    assert "/keys/id_ed25519" in json.dumps(serialize.encode(tunnel))  # the key file, named by its path
+    # a field the form does not know is still named when misspelt, prefixed or not
+    _connection(monkeypatch, "nr_form_bad", host="login.example", login="me",
+                extra={"job_dir": "/x", "extra__ssh__key_fiel": "/k"})
+    with pytest.raises(ConnectionConfigError, match="unknown extra 'key_fiel'; did you mean 'key_file'"):
+        NemorunSSHHook("nr_form_bad").get_tunnel()
+
+
 def test_missing_connection_names_it() -> None:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
