@@ -26,6 +26,9 @@ _EXPORTS = {
     "NemorunBearerToken": "nemorun_prefect.blocks",
     "NemorunAPIKey": "nemorun_prefect.blocks",
     "NemorunKubeconfig": "nemorun_prefect.blocks",
+    "executor_block": "nemorun_prefect.blocks",
+    "NemorunJob": "nemorun_prefect.jobs",
+    "NemorunJobRun": "nemorun_prefect.jobs",
 }
 
 __all__: list[str] = sorted(_EXPORTS)

@@ -43,17 +43,40 @@ does not know yet.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping, Optional
+import logging
+import re
+from abc import ABC
+from typing import Any, ClassVar, Literal, Mapping, Optional, Union
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from nemorun_core.config.serialize import MARKERS
 from nemorun_core.credentials import (APIKey, BearerToken, Credential, CredentialKind, CredentialSlot, Kubeconfig,
                                       SSHCredential)
 from nemorun_core.errors import ConfigError, SerializationError
 from nemorun_core.secrets import REDACTED, SECRET_MARKER, is_secret_name, looks_secret
+from nemorun_prefect import forms
+
+#: Where the blocks' "documentation" link points: the blocks section of docs/prefect.md in the nemorun repository
+#: (GitHub's anchor of the heading "Blocks: credentials and executors saved on the Prefect server").
+DOCS_URL = ("https://github.com/nemorun/nemorun/blob/main/docs/prefect.md"
+            "#blocks-credentials-and-executors-saved-on-the-prefect-server")
+#: The blocks' logo: docs/assets/nemorun-logo.svg of the repository, served raw. Prefect requires an http(s) URL
+#: (its client refuses a data: URL), and nemorun has no hosted logo of its own: a UI without internet access shows
+#: its placeholder instead.
+LOGO_URL = "https://raw.githubusercontent.com/nemorun/nemorun/main/docs/assets/nemorun-logo.svg"
+
+_log = logging.getLogger("nemorun_prefect")
+
+
+class NemorunBlock(Block, ABC):
+    """What every nemorun block shares: the logo and the documentation link Prefect's UI shows. Abstract (ABC in its
+    bases): Prefect registers no block type for it."""
+
+    _logo_url = LOGO_URL
+    _documentation_url = DOCS_URL
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -68,7 +91,7 @@ def _as_block_error(exc: ConfigError, block: str, value: str, renames: Mapping[s
     return ConfigError(message, path=f"{block}.{(renames or {}).get(field, field)}")
 
 
-class NemorunSSHCluster(Block):
+class NemorunSSHCluster(NemorunBlock):
     """An SSH login to a cluster's login node (for ``run.SlurmExecutor``), its private key kept as a Prefect secret.
 
     The credentials block of the SSH kind: :meth:`credential` gives the
@@ -133,7 +156,7 @@ class NemorunSSHCluster(Block):
         return f"prefect-{self.get_block_type_slug()}-{name}"
 
 
-class NemorunBearerToken(Block):
+class NemorunBearerToken(NemorunBlock):
     """An HTTP bearer token (DGX Cloud, Lepton, an API behind a proxy), kept as a Prefect secret."""
 
     _block_type_name = "Nemorun Bearer Token"
@@ -151,7 +174,7 @@ class NemorunBearerToken(Block):
             raise _as_block_error(exc, "NemorunBearerToken", "BearerToken") from None
 
 
-class NemorunAPIKey(Block):
+class NemorunAPIKey(NemorunBlock):
     """An API key, kept as a Prefect secret, and the header it is sent in when the backend lets one choose."""
 
     _block_type_name = "Nemorun API Key"
@@ -170,7 +193,7 @@ class NemorunAPIKey(Block):
             raise _as_block_error(exc, "NemorunAPIKey", "APIKey") from None
 
 
-class NemorunKubeconfig(Block):
+class NemorunKubeconfig(NemorunBlock):
     """A kubeconfig document (Kubernetes, KubeRay), kept as a Prefect secret, and the context to use."""
 
     _block_type_name = "Nemorun Kubeconfig"
@@ -189,7 +212,6 @@ class NemorunKubeconfig(Block):
             raise _as_block_error(exc, "NemorunKubeconfig", "Kubeconfig", {"text": "kubeconfig"}) from None
 
 
-#: The credentials block of each kind.
 def _registered(cls: type, where: str) -> None:
     """Refuse an executor class that no backend of the registry covers (a built-in, a ``nemorun.executors`` entry
     point, or a subclass of one): where the flow runs, nemorun must know the backend to drive it."""
@@ -202,6 +224,7 @@ def _registered(cls: type, where: str) -> None:
                           "docs/registry.md) or subclass a registered executor", path=where)
 
 
+#: The credentials block of each kind.
 CREDENTIAL_BLOCKS: Mapping[CredentialKind, type[Block]] = {
     CredentialKind.SSH: NemorunSSHCluster,
     CredentialKind.BEARER_TOKEN: NemorunBearerToken,
@@ -211,7 +234,7 @@ CREDENTIAL_BLOCKS: Mapping[CredentialKind, type[Block]] = {
 _SSH_SLOT = "ssh"  # the slot that the ssh_cluster field fills
 
 
-class NemorunExecutorBlock(Block):
+class NemorunExecutorBlock(NemorunBlock):
     """Any nemorun executor, saved as its serialized config; its secret values apart, its credentials by reference.
 
     Build it with :meth:`from_executor`, ``save`` it, and in a flow call ``NemorunExecutorBlock.load(name).executor()``.
@@ -225,7 +248,8 @@ class NemorunExecutorBlock(Block):
 
     executor_config: dict[str, Any] = Field(
         description="The executor's config as nemorun_core.config.serialize.encode(executor, payload=True) gives "
-                    "it, with every secret value replaced by '<redacted>' (the value is in 'secrets').")
+                    "it, with every secret value replaced by `<redacted>` (the value is in 'secrets'). For a "
+                    "form instead of JSON, use the executor's own block type (Nemorun Slurm Executor...).")
     secrets: SecretDict = Field(
         default_factory=lambda: SecretDict({}),
         description="The secret values of the config, at their place in it: {'env_vars': {'WANDB_API_KEY': ...}}.")
@@ -337,30 +361,43 @@ class NemorunExecutorBlock(Block):
             raise ConfigError(f"{config['_target_']} is not a nemorun executor class; build the block with "
                               "NemorunExecutorBlock.from_executor(...)", path=where)
         _registered(target, where)
-        credentials: dict[str, Credential] = {}
-        for name, block in self.credential_blocks().items():
-            _check_block(target, _slot(target, name), block)
-            credentials[name] = block.credential()
         data = merge_secrets(config, self.secrets.get_secret_value() or {})
-        try:
-            executor = serialize.decode(data, build=True)
-        except ConfigError as exc:
-            raise ConfigError(f"cannot build the executor: {exc}", path=where) from exc
-        for slot in target.credential_slots:
-            # A field emptied at save time (None) that the executor would fill with a default of its own (a
-            # SlurmExecutor without a tunnel runs on this machine): refused, never a silent fallback.
-            if (slot.name not in credentials and slot.field in data and data[slot.field] is None
-                    and getattr(executor, slot.field) is not None):
-                block_cls = CREDENTIAL_BLOCKS[slot.kind].__name__
-                field = "ssh_cluster" if slot.name == _SSH_SLOT else f"credentials[{slot.name!r}]"
-                raise ConfigError(f"this {target.__name__} has no {slot.field} and the block no {field}: set "
-                                  f"{field} to a saved {block_cls} block, or save the executor with its "
-                                  f"{slot.field} set (run.LocalTunnel(job_dir=...) for a cluster on this machine)"
-                                  if slot.kind is CredentialKind.SSH else
-                                  f"this {target.__name__} has no {slot.field} and the block no {field}: set "
-                                  f"{field} to a saved {block_cls} block, or save the executor with its "
-                                  f"{slot.field} set", path=_slot_path(slot.name))
-        return executor.with_credentials(credentials) if credentials else executor
+        return _build(target, data, self.credential_blocks(), where)
+
+
+def _build(target: type, data: dict[str, Any], blocks: Mapping[str, Block], where: str) -> Any:
+    """The executor of class ``target`` from its serialized config ``data`` (secrets merged back), each credential
+    slot of ``blocks`` filled from its block.
+
+    Raises:
+        ConfigError: a block does not fit its slot, the config does not build, or a slot's field was emptied when
+            the executor was saved and no block fills it.
+    """
+    from nemorun_core.config import serialize
+
+    credentials: dict[str, Credential] = {}
+    for name, block in blocks.items():
+        _check_block(target, _slot(target, name), block)
+        credentials[name] = block.credential()
+    try:
+        executor = serialize.decode(data, build=True)
+    except ConfigError as exc:
+        raise ConfigError(f"cannot build the executor: {exc}", path=where) from exc
+    for slot in target.credential_slots:
+        # A field emptied at save time (None) that the executor would fill with a default of its own (a
+        # SlurmExecutor without a tunnel runs on this machine): refused, never a silent fallback.
+        if (slot.name not in credentials and slot.field in data and data[slot.field] is None
+                and getattr(executor, slot.field) is not None):
+            block_cls = CREDENTIAL_BLOCKS[slot.kind].__name__
+            field = "ssh_cluster" if slot.name == _SSH_SLOT else f"credentials[{slot.name!r}]"
+            raise ConfigError(f"this {target.__name__} has no {slot.field} and the block no {field}: set "
+                              f"{field} to a saved {block_cls} block, or save the executor with its "
+                              f"{slot.field} set (run.LocalTunnel(job_dir=...) for a cluster on this machine)"
+                              if slot.kind is CredentialKind.SSH else
+                              f"this {target.__name__} has no {slot.field} and the block no {field}: set "
+                              f"{field} to a saved {block_cls} block, or save the executor with its "
+                              f"{slot.field} set", path=_slot_path(slot.name))
+    return executor.with_credentials(credentials) if credentials else executor
 
 
 def _slot_path(name: str) -> str:
@@ -436,5 +473,220 @@ def merge_secrets(public: Any, secret: Any) -> Any:
     return secret
 
 
-__all__ = ["CREDENTIAL_BLOCKS", "NemorunAPIKey", "NemorunBearerToken", "NemorunExecutorBlock", "NemorunKubeconfig",
-           "NemorunSSHCluster", "merge_secrets", "split_secrets"]
+def _prune_redacted(secret: Any) -> Any:
+    """``secret`` (the second part of :func:`split_secrets`) without the values that are only placeholders."""
+    if isinstance(secret, dict):
+        if set(secret) == {SECRET_MARKER} and secret[SECRET_MARKER] == REDACTED:
+            return None
+        kept = {k: v for k, v in ((k, _prune_redacted(v)) for k, v in secret.items()) if v is not None}
+        return kept or None
+    return None if secret == REDACTED else secret
+
+
+def _merge_into(held: Any, found: Any) -> Any:
+    """``held`` secrets with ``found`` ones added at their place (``found`` wins)."""
+    if isinstance(held, dict) and isinstance(found, dict) and set(found) != {SECRET_MARKER}:
+        out = dict(held)
+        for k, v in found.items():
+            out[k] = _merge_into(out.get(k), v)
+        return out
+    return found
+
+
+# -- typed executor blocks: one block type per backend, generated ----------------------------------------------------
+class ExecutorFormBlock(NemorunBlock, ABC):
+    """Base of the typed executor blocks (``NemorunSlurmExecutor``...): the executor's settings as form fields.
+
+    One subclass per backend of the registry is generated when this module is imported (:data:`EXECUTOR_FORMS`),
+    from the executor class's dataclass fields (:mod:`nemorun_prefect.forms`), so Prefect's UI shows a form with the
+    settings' names, types, defaults and descriptions. Each credential slot of the executor is a field of its own,
+    a reference to a saved credentials block of the slot's kind (``ssh`` for ``run.SlurmExecutor``: a
+    :class:`NemorunSSHCluster`). Secret values (``WANDB_API_KEY`` in ``env_vars``...) live in the ``secrets``
+    field, a ``SecretDict``; a secret given in a setting from Python is moved there (``<redacted>`` stays in the
+    setting), so it is stored encrypted. In the UI, enter secret values in ``secrets`` directly.
+
+    Build one with :meth:`from_executor` (or :func:`executor_block`), ``save`` it, and call :meth:`executor`.
+    """
+
+    _form: ClassVar[forms.Form]
+    _slots: ClassVar[dict[str, str]] = {}  # credential slot name -> the field holding its block
+    # Each generated class also has `secrets` (a SecretDict), declared after the settings so the form shows it last.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_apart(cls, data: Any) -> Any:
+        # Keeps a secret given in a setting out of what Prefect stores in clear: it moves to `secrets`.
+        if not isinstance(data, dict) or not hasattr(cls, "_form"):
+            return data
+        # Blocks accept unknown keys, so without this check the data of another backend's block would pass as
+        # this one (a field typed "any executor block" loaded from the server gets plain data).
+        unknown = sorted(k for k in data if k not in cls.model_fields and k != "block_type_slug")
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no settings {unknown}: the data is another block type's, or "
+                             f"these settings were removed from {cls._form.cls.__name__}; edit the block")
+        names = [n for n in cls._form.names() if n in data]
+        public, secret = split_secrets({n: _plain_data(data[n]) for n in names})
+        secret = _prune_redacted(secret)
+        if not secret:
+            return data
+        held = data.get("secrets")
+        held = held.get_secret_value() if isinstance(held, SecretDict) else (held or {})
+        return {**data, **public, "secrets": SecretDict(_merge_into(dict(held), secret))}
+
+    @classmethod
+    def from_executor(cls, executor: Any, *, credentials: Mapping[str, Block] | None = None) -> Any:
+        """A block (not yet saved) of this type holding ``executor``'s settings, its slots filled from ``credentials``.
+
+        Args:
+            executor: an executor of exactly this block type's class (a subclass has settings the form lacks:
+                :func:`executor_block` picks :class:`NemorunExecutorBlock` for it).
+            credentials: slot name -> a SAVED credentials block of the slot's kind.
+
+        Raises:
+            ConfigError: another executor class; a slot it does not declare, a block of another kind or never
+                saved (naming the slot).
+        """
+        from nemorun_core.config import serialize
+
+        where = f"{cls.__name__}.from_executor.executor"
+        if type(executor) is not cls._form.cls:
+            raise ConfigError(f"{cls.__name__} holds a {cls._form.cls.__name__}, got {type(executor).__name__}; "
+                              "use nemorun_prefect.blocks.executor_block(executor), which picks the block type",
+                              path=where)
+        try:
+            config = serialize.encode(executor, payload=True)
+        except SerializationError as exc:
+            raise ConfigError(f"the executor cannot be saved: {exc}", path=where) from exc
+        refs: dict[str, Block] = {}
+        for name, block in (credentials or {}).items():
+            if name not in cls._slots:
+                have = ", ".join(repr(s) for s in cls._slots) or "none"
+                raise ConfigError(f"{type(executor).__name__} has no credential slot {name!r} (its slots: {have})",
+                                  path=f"{cls.__name__}.from_executor.credentials.{name}")
+            slot = _slot(type(executor), name)
+            field = f"{cls.__name__}.{cls._slots[name]}"
+            try:
+                _check_block(type(executor), slot, block)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).removeprefix(f"{exc.path}: "), path=field) from None
+            if block._block_document_id is None or not block._block_document_name:
+                raise ConfigError(f"save the {type(block).__name__} block first (block.save('NAME')) or pass "
+                                  f"{type(block).__name__}.load('NAME'): this block refers to it", path=field)
+            config[slot.field] = None  # executor() puts the block's credential here
+            refs[cls._slots[name]] = block
+        return cls(**forms.from_config(cls._form, config), **refs)
+
+    def executor(self) -> Any:
+        """The executor, ready to use: the settings, the secret values, and each slot filled from its block.
+
+        Raises:
+            ConfigError: a setting the executor refuses, or a credentials block that does not fit its slot.
+        """
+        config = forms.to_config(self._form, {n: getattr(self, n) for n in self._form.names()})
+        data = merge_secrets(config, self.secrets.get_secret_value() or {})  # type: ignore[attr-defined]
+        blocks = {slot: getattr(self, field) for slot, field in self._slots.items() if getattr(self, field) is not None}
+        return _build(self._form.cls, data, blocks, type(self).__name__)
+
+
+def _plain_data(value: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain_data(v) for v in value]
+    return value
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]+", name) if part)
+
+
+def _form_block(entry: Any) -> type[ExecutorFormBlock]:
+    """The typed block class of one registry entry (its executor class is imported)."""
+    executor_cls = entry.load()
+    reserved = frozenset(dir(ExecutorFormBlock)) | {"secrets"}
+    form, definitions = forms.form_of(executor_cls, reserved=reserved)
+    slots: dict[str, str] = {}
+    for slot in executor_cls.credential_slots:
+        field = slot.name if slot.name not in definitions and slot.name not in reserved else f"{slot.name}_credentials"
+        block_cls = CREDENTIAL_BLOCKS[slot.kind]
+        slots[slot.name] = field
+        definitions[field] = (Optional[block_cls], Field(
+            default=None, title=f"{slot.name} ({block_cls.get_block_type_name()})",
+            description=forms.markdown_safe(
+                f"Credential slot `{slot.name}`: a saved {block_cls.get_block_type_name()} block, whose "
+                f"{slot.kind.value} credential fills the setting `{slot.field}`: {slot.description}.")))
+    definitions["secrets"] = (SecretDict, Field(
+        default_factory=lambda: SecretDict({}), title="Secrets",
+        description="Secret values of the settings, at their place: `{\"env_vars\": {\"WANDB_API_KEY\": "
+                    "\"...\"}}`. Stored encrypted; a value here replaces the setting's (`<redacted>` or absent)."))
+    camel = _camel(entry.name)
+    name = f"Nemorun{camel}Executor"
+    summary = entry.description
+    namespace: dict[str, Any] = {
+        "__module__": __name__, "__qualname__": name,
+        "__doc__": f"A {executor_cls.__name__} ({entry.name} backend) as a form: its settings, its secret values "
+                   f"and its credential slots. Generated from {form.target}.",
+        "__annotations__": {k: t for k, (t, _) in definitions.items()},
+        "_block_type_name": f"Nemorun {camel} Executor", "_block_type_slug": f"nemorun-{entry.name}-executor",
+        "_description": forms.markdown_safe(
+            f"A nemorun {executor_cls.__name__} ({summary or entry.name}), its settings as a form. Secret values go "
+            "in Secrets; credentials come from nemorun credentials blocks."),
+        "_code_example": f"from {__name__} import {name}\n\nexecutor = {name}.load(\"BLOCK_NAME\").executor()",
+        "_form": form, "_slots": slots,
+        **{k: info for k, (_, info) in definitions.items()},
+    }
+    return type(name, (ExecutorFormBlock,), namespace)
+
+
+def _form_blocks() -> dict[str, type[ExecutorFormBlock]]:
+    """``{backend name: typed block class}`` for every backend of the registry whose class imports here; a backend
+    that cannot be loaded (its extra is missing, its package is broken) is left out with a warning."""
+    from nemorun_core.executors import registry
+
+    out: dict[str, type[ExecutorFormBlock]] = {}
+    try:
+        entries = registry.entries()
+    except ConfigError as exc:
+        _log.warning("no typed executor blocks: the backend registry cannot be read: %s", exc)
+        return out
+    for entry in entries:
+        try:
+            out[entry.name] = _form_block(entry)
+        except Exception as exc:  # noqa: BLE001 - one broken backend must not hide the others' blocks
+            _log.warning("no typed block for backend %r (use NemorunExecutorBlock for it): %s: %s", entry.name,
+                         type(exc).__name__, exc)
+    return out
+
+
+#: ``{backend name: typed executor block class}``, generated at import for every backend of the registry. Each class
+#: is also a name of this module (``NemorunSlurmExecutor``), so ``prefect block register -m`` registers it.
+EXECUTOR_FORMS: Mapping[str, type[ExecutorFormBlock]] = _form_blocks()
+globals().update({cls.__name__: cls for cls in EXECUTOR_FORMS.values()})
+
+#: Every executor block type: the JSON one and the typed ones (the type of a field that takes any of them).
+AnyExecutorBlock = Union[(NemorunExecutorBlock, *EXECUTOR_FORMS.values())]  # type: ignore[valid-type]
+
+
+def executor_block(executor: Any, *, credentials: Mapping[str, Block] | None = None) -> Block:
+    """A block (not yet saved) for ``executor``: its backend's typed block when the executor is of exactly the
+    registered class, otherwise (a subclass, an executor with settings no form has) a :class:`NemorunExecutorBlock`.
+
+    Raises:
+        ConfigError: as the ``from_executor`` of the block type chosen.
+    """
+    for cls in EXECUTOR_FORMS.values():
+        if type(executor) is cls._form.cls:
+            return cls.from_executor(executor, credentials=credentials)
+    return NemorunExecutorBlock.from_executor(executor, credentials=credentials)
+
+
+__all__ = ["AnyExecutorBlock", "CREDENTIAL_BLOCKS", "DOCS_URL", "EXECUTOR_FORMS", "ExecutorFormBlock", "LOGO_URL",
+           "NemorunAPIKey", "NemorunBearerToken", "NemorunBlock", "NemorunExecutorBlock", "NemorunKubeconfig",
+           "NemorunSSHCluster", "executor_block", "merge_secrets", "split_secrets",
+           *(cls.__name__ for cls in EXECUTOR_FORMS.values())]
+
+# The job block (nemorun_prefect.jobs) is built from the classes above; imported here, after them, so that whatever
+# imports this module (Prefect's collections entry point at server start, Block.load of an unknown type) knows it.
+from nemorun_prefect import jobs as _jobs  # noqa: E402,F401

@@ -29,6 +29,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SECRET = "sk-abcdefghijklmnopqrstuvwxyz012345"
 SLUGS = frozenset({"nemorun-executor", "nemorun-ssh-cluster", "nemorun-bearer-token", "nemorun-api-key",
                    "nemorun-kubeconfig"})
+# One typed executor block per backend the registry knows here: the built-ins and the echo fixture backend.
+FORM_SLUGS = frozenset({"nemorun-local-executor", "nemorun-docker-executor", "nemorun-slurm-executor",
+                        "nemorun-echo-executor"})
 TOKEN = "tok-5e4d3c2b1a0918f7e6d5c4b3a2918070"
 KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -102,7 +105,9 @@ def test_prefect_block_register_cli_registers_both_block_types(prefect_harness: 
     from prefect.settings import PREFECT_API_URL
 
     with get_client(sync_client=True) as client:
-        for slug in SLUGS:  # start from a server without them (a save elsewhere in the session registers them)
+        # Start from a server without them (the server registers them at start, a save elsewhere in the session
+        # too); all of them: a block type left behind would keep its schema without the references to the others.
+        for slug in SLUGS | FORM_SLUGS | {"nemorun-job"}:
             try:
                 client.delete_block_type(client.read_block_type_by_slug(slug).id)
             except ObjectNotFound:
@@ -113,10 +118,13 @@ def test_prefect_block_register_cli_registers_both_block_types(prefect_harness: 
     proc = subprocess.run([prefect_cli, "block", "register", "-m", "nemorun_prefect.blocks"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Successfully registered 5 blocks" in proc.stdout, proc.stdout
+    from nemorun_prefect.blocks import EXECUTOR_FORMS
+
+    # the 5 blocks, plus one typed executor block per backend of the registry
+    assert f"Successfully registered {5 + len(EXECUTOR_FORMS)} blocks" in proc.stdout, proc.stdout
     with get_client(sync_client=True) as client:
         types = {t.slug: t for t in client.read_block_types()}
-        assert SLUGS <= set(types)
+        assert SLUGS <= set(types) and FORM_SLUGS <= set(types)
         schema = client.get_most_recent_block_schema_for_block_type(types["nemorun-ssh-cluster"].id)
         secret_fields = {slug: set(client.get_most_recent_block_schema_for_block_type(types[slug].id)
                                    .fields["secret_fields"]) for slug in ("nemorun-bearer-token", "nemorun-api-key",
@@ -139,7 +147,8 @@ def test_prefect_loads_the_blocks_through_the_collections_entry_point(tmp_path) 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
                           cwd=str(tmp_path), stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["module", str(sorted(SLUGS)), "NemorunSSHCluster"], proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["module", str(sorted(SLUGS | FORM_SLUGS | {"nemorun-job"})),
+                                        "NemorunSSHCluster"], proc.stdout + proc.stderr
 
 
 # -- the executor block ------------------------------------------------------------------------------------------------
@@ -386,3 +395,149 @@ def test_flow_runs_a_slurm_job_with_the_key_from_the_cluster_block(prefect_harne
     # ... nor on the cluster, in the job's directory (the secret env value travels on the submit's stdin)
     remote = cluster.tunnel().run(f"grep -rlF -e {SECRET} {ref.handle['job_dir']}", check=False)
     assert remote.exit_code == 1 and remote.stdout == "", remote  # 1: searched, nothing found (2 would be an error)
+
+
+# -- the blocks in Prefect's UI: logo, documentation link, descriptions, typed executor forms ---------------------------
+_CODE_SPAN = r"(`+)(.+?)\1"
+
+
+def _renders(description: str) -> bool:
+    """Whether Prefect's UI shows all of ``description``: it lexes it as Markdown and renders an HTML token through
+    a sanitizer (``<redacted>`` would vanish), while a code span shows literally. So: no tag outside code spans."""
+    import re
+
+    return not re.search(r"<[A-Za-z!/][^<>]*>", re.sub(_CODE_SPAN, "", description, flags=re.DOTALL))
+
+
+def _descriptions(schema: dict) -> list[tuple[str, str]]:
+    found = [(name, p.get("description", "")) for name, p in schema.get("properties", {}).items()]
+    for definition in schema.get("definitions", {}).values():
+        found += _descriptions(definition)
+    return found
+
+
+def _server_schemas() -> dict[str, Any]:
+    from prefect import get_client
+
+    from nemorun_prefect import blocks, jobs
+
+    for cls in (*blocks.CREDENTIAL_BLOCKS.values(), blocks.NemorunExecutorBlock, *blocks.EXECUTOR_FORMS.values(),
+                jobs.NemorunJob):
+        cls.register_type_and_schema()
+    with get_client(sync_client=True) as client:
+        types = {t.slug: t for t in client.read_block_types() if t.slug.startswith("nemorun")}
+        return {slug: (t, client.get_most_recent_block_schema_for_block_type(t.id)) for slug, t in types.items()}
+
+
+def test_every_block_type_has_the_logo_the_docs_link_and_descriptions_that_render(prefect_harness: None) -> None:
+    import re
+
+    from nemorun_prefect.blocks import DOCS_URL, LOGO_URL
+
+    schemas = _server_schemas()
+    assert SLUGS | FORM_SLUGS | {"nemorun-job"} <= set(schemas)
+    for slug, (block_type, schema) in schemas.items():
+        assert str(block_type.logo_url) == LOGO_URL and str(block_type.documentation_url) == DOCS_URL, slug
+        assert block_type.description and _renders(block_type.description), (slug, block_type.description)
+        for name, description in _descriptions(schema.fields):
+            assert description, f"{slug}.{name} has no description"
+            assert _renders(description), f"{slug}.{name}: {description!r} would lose text in the UI"
+    executor_config = schemas["nemorun-executor"][1].fields["properties"]["executor_config"]["description"]
+    assert "`<redacted>`" in executor_config
+    assert not _renders("replaced by '<redacted>'")  # the check itself catches what the issue saw
+    # The links point into this repository: the logo file is shipped, the anchor is a heading of docs/prefect.md.
+    assert LOGO_URL.endswith("/main/docs/assets/nemorun-logo.svg")
+    with open(os.path.join(REPO, "docs", "assets", "nemorun-logo.svg")) as f:
+        assert f.read().lstrip().startswith("<svg")
+    page, _, anchor = DOCS_URL.partition("#")
+    assert page.endswith("/blob/main/docs/prefect.md")
+    with open(os.path.join(REPO, "docs", "prefect.md")) as f:
+        headings = [line[3:].strip() for line in f if line.startswith("## ")]
+    slugs = [re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", h.lower())) for h in headings]  # GitHub's anchor rule
+    assert anchor in slugs, (anchor, slugs)
+
+
+def test_the_slurm_executor_block_is_a_typed_form_as_the_server_stores_it(prefect_harness: None) -> None:
+    import dataclasses as dc
+
+    schema = _server_schemas()["nemorun-slurm-executor"][1].fields
+    props = schema["properties"]
+    assert "executor_config" not in props  # no raw JSON editor for a Slurm executor
+    settings = {f.name for f in dc.fields(run.SlurmExecutor) if f.init}
+    assert settings - {"tunnel"} <= set(props) and {"ssh", "secrets"} <= set(props)
+    assert props["partition"]["title"] == "Partition" and {"type": "string"} in props["partition"]["anyOf"]
+    assert props["partition"]["description"] == "where the job is charged and queued."  # from the class's Args
+    assert props["nodes"]["type"] == "integer" and props["nodes"]["default"] == 1
+    assert props["exclusive"]["type"] == "boolean" and props["exclusive"]["default"] is False
+    assert props["env_vars"]["type"] == "object" and props["env_vars"]["title"] == "Env Vars"
+    assert props["srun_args"]["type"] == "array" and props["srun_args"]["items"] == {"type": "string"}
+    assert props["time"]["description"].startswith("wall-clock limit")
+    nested = props["heterogeneous"]["items"]["$ref"].rsplit("/", 1)[-1]
+    assert set(schema["definitions"][nested]["properties"]) >= {"nodes", "partition", "mem"}
+    assert schema["block_schema_references"]["ssh"]["block_type_slug"] == "nemorun-ssh-cluster"
+    assert {"secrets.*", "ssh.private_key"} <= set(schema["secret_fields"])
+    # a third-party backend (the echo fixture, registered by entry point) gets its form the same way
+    echo = _server_schemas()["nemorun-echo-executor"][1].fields
+    assert {"banner", "limits", "secrets"} <= set(echo["properties"])
+    assert echo["properties"]["banner"]["default"] == "echo backend"
+    assert "time_limit_s" in echo["definitions"][echo["properties"]["limits"]["$ref"].rsplit("/", 1)[-1]]["properties"]
+
+
+def test_typed_executor_blocks_round_trip_with_their_secrets_encrypted(prefect_harness: None) -> None:
+    from nemorun_echo_backend.executor import EchoExecutor, EchoLimits
+
+    from nemorun_core.executors.slurm.executor import SlurmResources
+    from nemorun_prefect.blocks import (NemorunEchoExecutor, NemorunExecutorBlock, NemorunLocalExecutor,
+                                        NemorunSlurmExecutor, executor_block)
+
+    cases = {
+        "nemorun-local-executor": run.LocalExecutor(env_vars={"WANDB_API_KEY": SECRET, "MODE": "fast"},
+                                                    launcher=run.Torchrun(), cancel_grace_s=2.0),
+        "nemorun-slurm-executor": run.SlurmExecutor(partition="debug", nodes=2, srun_args=["--mpi=pmix"],
+                                                    heterogeneous=[SlurmResources(nodes=1, mem="8G")],
+                                                    env_vars={"HF_TOKEN": SECRET},
+                                                    tunnel=run.LocalTunnel(job_dir="/scratch/ci")),
+        "nemorun-echo-executor": EchoExecutor(banner="hi", limits=EchoLimits(time_limit_s=30)),
+        "nemorun-docker-executor": run.DockerExecutor(container_image="python:3.11-slim", env_vars={"A": "1"}),
+    }
+    for slug, executor in cases.items():
+        block = executor_block(executor)
+        assert block.get_block_type_slug() == slug
+        block.save(f"ci-form-{slug}", overwrite=True)
+        hidden = _document(f"ci-form-{slug}", slug, include_secrets=False)
+        assert SECRET not in hidden.model_dump_json(), slug
+        loaded = type(block).load(f"ci-form-{slug}")
+        assert loaded.executor() == executor, slug
+    stored = _document("ci-form-nemorun-local-executor", "nemorun-local-executor", include_secrets=False).data
+    assert stored["env_vars"] == {"WANDB_API_KEY": REDACTED, "MODE": "fast"} and stored["cancel_grace_s"] == 2.0
+    shown = _document("ci-form-nemorun-local-executor", "nemorun-local-executor", include_secrets=True).data
+    assert shown["secrets"] == {"env_vars": {"WANDB_API_KEY": SECRET}}  # stored (encrypted), not lost
+    slurm = _document("ci-form-nemorun-slurm-executor", "nemorun-slurm-executor", include_secrets=False).data
+    assert slurm["partition"] == "debug" and slurm["nodes"] == 2 and slurm["heterogeneous"][0]["mem"] == "8G"
+    assert isinstance(NemorunSlurmExecutor.load("ci-form-nemorun-slurm-executor").executor().tunnel, run.LocalTunnel)
+    assert NemorunEchoExecutor.load("ci-form-nemorun-echo-executor").executor().limits.time_limit_s == 30
+    # a form filled as the UI does (plain values; the secret in `secrets`) builds the executor
+    NemorunLocalExecutor(env_vars={"MODE": "ui"}, secrets={"env_vars": {"API_TOKEN": TOKEN}}).save("ci-form-ui",
+                                                                                                  overwrite=True)
+    built = NemorunLocalExecutor.load("ci-form-ui").executor()
+    assert built.env_vars == {"MODE": "ui", "API_TOKEN": TOKEN}
+    # a subclass has settings no form has: the JSON block holds it
+    assert isinstance(executor_block(TokenLocalExecutor()), NemorunExecutorBlock)
+
+
+def test_typed_executor_block_errors_name_the_field(prefect_harness: None) -> None:
+    from nemorun_prefect.blocks import NemorunLocalExecutor, NemorunSlurmExecutor, NemorunSSHCluster
+
+    with pytest.raises(ConfigError, match=r"NemorunSlurmExecutor\.from_executor\.executor: NemorunSlurmExecutor "
+                                          r"holds a SlurmExecutor, got LocalExecutor; use .*executor_block"):
+        NemorunSlurmExecutor.from_executor(run.LocalExecutor())
+    unsaved = NemorunSSHCluster(host="login", user="me", job_dir="/scratch")
+    with pytest.raises(ConfigError, match=r"NemorunSlurmExecutor\.ssh: save the NemorunSSHCluster block first"):
+        NemorunSlurmExecutor.from_executor(run.SlurmExecutor(partition="debug"), credentials={"ssh": unsaved})
+    with pytest.raises(ConfigError, match=r"NemorunLocalExecutor\.from_executor\.credentials\.ssh: LocalExecutor has "
+                                          r"no credential slot 'ssh' \(its slots: none\)"):
+        NemorunLocalExecutor.from_executor(run.LocalExecutor(), credentials={"ssh": unsaved})
+    with pytest.raises(ConfigError, match=r"SlurmExecutor\.nodes: must be an int >= 1"):
+        NemorunSlurmExecutor(partition="debug", nodes=0).executor()
+    with pytest.raises(ValidationError, match=r"NemorunLocalExecutor has no settings \['partition'\]"):
+        NemorunLocalExecutor(partition="debug")
