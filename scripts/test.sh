@@ -45,14 +45,15 @@ trap cleanup EXIT
 # >>> services: start-up of the real services the integration tests use.
 #     scripts/services/sshd.sh (OpenSSH on 127.0.0.1:${NEMORUN_SSHD_PORT:-2222}), scripts/services/slurm.sh
 #     (two-node Slurm + slurmdbd, reached over that sshd as the user nemorun-ci) and scripts/services/docker.sh
-#     (dockerd on its own socket, --bridge=none, images built locally). Each script is idempotent (`start` on a
+#     (dockerd on its own socket, --bridge=none, images built locally), scripts/services/browser.sh (Debian's
+#     chromium for the UI form checks, tests/*/test_ui_forms.py). Each script is idempotent (`start` on a
 #     running service only checks it), prints the NEMORUN_TEST_* variables the tests read with `env`
 #     (tests/integration/services.py), and is stopped in cleanup() above.
 #     State: ${NEMORUN_SERVICES_DIR:-/tmp/nemorun-services}.
 #     CI must FAIL, not skip, when a service cannot start: do not swallow their exit status.
 start_services() {
     local svc env_lines t
-    for svc in sshd slurm docker; do
+    for svc in sshd slurm docker browser; do
         bash "scripts/services/$svc.sh" status || started_services+=("$svc")
         t=$(now)
         # Not `|| true`, and not inside `if`: a service that cannot start fails the run (set -e) with its message.
