@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
 
     def _terminated(signum: int, _frame: Any) -> None:
-        # Turn SIGTERM (cancel, scheduler preemption) into an exception so the outcome is still recorded.
+        # Turn SIGTERM (cancel, scheduler preemption) into an exception so the outcome is still recorded; a second
+        # TERM (a supervisor forwarding a cancel that came before this process existed) must not cut the recording.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminated)

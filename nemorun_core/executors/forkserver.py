@@ -116,8 +116,15 @@ def _run_rank(job_dir: str, rank_env: dict[str, str]) -> None:
         os._exit(code)
 
 
-def _supervise(req: dict[str, Any]) -> None:
-    """In the forked supervisor: the same steps as launch.sh. Never returns."""
+_TERM_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def _supervise(req: dict[str, Any], ready: int) -> None:
+    """In the forked supervisor: the same steps as launch.sh. Never returns.
+
+    ``ready`` is written (and closed) once this process leads its own session and handles TERM, so that the server
+    reports the job only when a cancel (a TERM to the group) can reach it; until then TERM is blocked.
+    """
     job_dir = req["job_dir"]
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -149,9 +156,11 @@ def _supervise(req: dict[str, Any]) -> None:
         finish([127])
 
     grace = float(req.get("grace", 10.0))
+    terminated = []
 
     def on_term(signum: int, _frame: Any) -> None:
         # The whole group got the signal; if a rank ignores it, kill the group after the grace period.
+        terminated.append(signum)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGALRM, lambda *_: os.killpg(0, signal.SIGKILL))
         signal.setitimer(signal.ITIMER_REAL, max(grace, 0.001))
@@ -159,16 +168,30 @@ def _supervise(req: dict[str, Any]) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_term)
+    os.write(ready, b"1")
+    os.close(ready)
     ntasks = int(req.get("ntasks", 1))
     rank_envs = req.get("rank_env") or [{}] * ntasks
     pids = []
     for rank in range(ntasks):
+        # Blocked across the fork: a TERM arriving now is handled by the rank with the default action (once its
+        # handlers are reset), never by a copy of on_term in the rank, which would swallow it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _TERM_SIGNALS)
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
                 signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _TERM_SIGNALS)
             _run_rank(job_dir, rank_envs[rank])
         pids.append(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _TERM_SIGNALS)
+    if terminated:
+        # Cancelled before every rank existed: the ranks started since never got the group's signal.
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     codes = [_exit_code(os.waitpid(pid, 0)[1]) for pid in pids]  # waitpid retries on EINTR (PEP 475)
     signal.setitimer(signal.ITIMER_REAL, 0)
     finish(codes)
@@ -192,12 +215,22 @@ def serve() -> None:
     for line in sys.stdin.buffer:
         try:
             req = json.loads(line)
+            read_end, write_end = os.pipe()
+            signal.pthread_sigmask(signal.SIG_BLOCK, _TERM_SIGNALS)
             pid = os.fork()
             if pid == 0:
                 try:
-                    _supervise(req)
+                    os.close(read_end)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _TERM_SIGNALS)
+                    _supervise(req, write_end)
                 finally:
                     os._exit(1)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _TERM_SIGNALS)
+            os.close(write_end)
+            try:
+                os.read(read_end, 1)  # "" if the supervisor died first: its files tell what happened
+            finally:
+                os.close(read_end)
             reply = {"pid": pid, "start": _start_time(pid)}
         except Exception as exc:  # a bad request or a failed fork: answer, keep serving
             reply = {"error": f"{type(exc).__name__}: {exc}"}

@@ -518,6 +518,9 @@ def render_launch_script(
     for i, (cmd, prefix) in enumerate(zip(commands, prefixes)):
         lines.append(f"{prefix}{' '.join(q(a) for a in cmd)} &")
         lines.append(f"pid{i}=$!")
+    # A cancel (TERM to the group) that came before a rank was started never reached it: forward it now.
+    lines.append('[ -n "$killer" ] && kill -TERM ' + " ".join(f'"$pid{i}"' for i in range(len(commands)))
+                 + " 2>/dev/null")
     codes = []
     for i in range(len(commands)):
         lines.append(f'reap "$pid{i}"; rc{i}=$?')

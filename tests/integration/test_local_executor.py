@@ -335,3 +335,22 @@ def test_a_nul_in_a_task_env_is_refused_before_anything_starts(home, tmp_path):
 def test_a_python_that_cannot_start_is_refused(python):
     with pytest.raises(ConfigError, match="LocalExecutor.python"):
         run.LocalExecutor(python=python)
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "launch-script"])
+def test_a_cancel_right_after_submission_is_never_lost(tmp_path, fork_server):
+    """A cancel sent the moment the job is RUNNING, before its supervisor has started the task's process: the
+    cancel must still reach it (it was once dropped, or only honoured by the KILL at the end of the grace)."""
+    from nemorun_core.experiment.tasks import TaskSpec, make_job, normalize_task
+    from tests.integration._faults import count_run
+
+    ex = run.LocalExecutor(cancel_grace_s=60.0, fork_server=fork_server)
+    for i in range(8):
+        spec = TaskSpec("t", normalize_task(run.Partial(count_run, str(tmp_path / f"m{i}"), 1, 120), {}), ex, [])
+        handle = ex.submit(make_job(spec, f"early-{i}/t/0", str(tmp_path / f"job{i}")))
+        ex.cancel(handle)
+        deadline = time.monotonic() + 30  # half the grace: only the cancel itself can end it in time
+        while not ex.status(handle).is_terminal:
+            assert time.monotonic() < deadline, f"try {i}: the cancel was lost ({ex.status(handle)})"
+            time.sleep(0.05)
+        assert ex.status(handle).state is JobState.CANCELLED, f"try {i}: {ex.status(handle)}"

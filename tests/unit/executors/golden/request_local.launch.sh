@@ -18,6 +18,7 @@ RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 NODE_RANK=0 GROUP_RANK=0 NEM
 pid0=$!
 RANK=1 LOCAL_RANK=1 WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 NODE_RANK=0 GROUP_RANK=0 NEMORUN_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=34791 /opt/venv/bin/python3 -m nemorun_core.runner /store/exp/train &
 pid1=$!
+[ -n "$killer" ] && kill -TERM "$pid0" "$pid1" 2>/dev/null
 reap "$pid0"; rc0=$?
 reap "$pid1"; rc1=$?
 [ -n "$killer" ] && kill "$killer" 2>/dev/null

@@ -12,6 +12,7 @@ cd /submitting-cwd || { echo "nemorun: cannot enter the working directory" /subm
 reap() { while :; do wait "$1"; rc=$?; kill -0 "$1" 2>/dev/null || return "$rc"; done; }
 <python> -m torch.distributed.run --nproc-per-node=2 --standalone --max-restarts=0 --module nemorun_core.runner /local/store/train &
 pid0=$!
+[ -n "$killer" ] && kill -TERM "$pid0" 2>/dev/null
 reap "$pid0"; rc0=$?
 [ -n "$killer" ] && kill "$killer" 2>/dev/null
 finish "$rc0"
