@@ -22,6 +22,7 @@ _EXPORTS = {
     "NemorunJobTrigger": "nemorun_airflow.triggers",
     "NemorunJobSensor": "nemorun_airflow.sensors",
     "NemorunJobLogLink": "nemorun_airflow.links",
+    "NemorunBackendLink": "nemorun_airflow.links",
     "experiment_task_group": "nemorun_airflow.task_group",
     "run_dag_file": "nemorun_airflow.local_run",
 }
@@ -105,7 +106,7 @@ PROVIDER_CONNECTION_TYPES: list[dict[str, Any]] = [
 #: distribution's ``Documentation`` project URL when its metadata has one, else this page of the repository.
 DOCUMENTATION_URL = "https://github.com/nemorun/nemorun/blob/main/docs/airflow.md"
 #: The operator extra links (:mod:`nemorun_airflow.links`), registered so the API server can show them.
-EXTRA_LINKS = ["nemorun_airflow.links.NemorunJobLogLink"]
+EXTRA_LINKS = ["nemorun_airflow.links.NemorunJobLogLink", "nemorun_airflow.links.NemorunBackendLink"]
 
 
 def ssh_provider_installed() -> bool:

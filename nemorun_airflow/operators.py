@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from nemorun_airflow.links import NemorunJobLogLink, log_url
+from nemorun_airflow.links import NemorunBackendLink, NemorunJobLogLink, log_url
 from nemorun_airflow.templating import apply_fields, collect_fields
 from nemorun_core import orchestration
 from nemorun_core.errors import ConfigError, ExperimentError
@@ -136,7 +136,7 @@ class NemorunOperator(BaseOperator):
     template_fields: Sequence[str] = ("overrides", "executor_fields")
     template_fields_renderers = {"overrides": "json", "executor_fields": "json"}
     ui_color = "#76b900"
-    operator_extra_links = (NemorunJobLogLink(),)
+    operator_extra_links = (NemorunJobLogLink(), NemorunBackendLink())
 
     def __init__(
         self,
@@ -363,13 +363,14 @@ class NemorunOperator(BaseOperator):
         from nemorun_airflow.lineage import job_facet_fields
 
         self._lineage = job_facet_fields(executor, handle, state)
-        url = log_url(executor.log_location(handle))
-        link = NemorunJobLogLink()
-        self.job_links = {link.name: url}
-        try:
-            context["ti"].xcom_push(key=link.xcom_key, value=url)
-        except Exception as exc:  # noqa: BLE001 - a link is a convenience: the job goes on without it
-            self.log.warning("cannot record the job's log link: %s: %s", type(exc).__name__, exc)
+        urls = [(NemorunJobLogLink(), log_url(executor.log_location(handle))),
+                (NemorunBackendLink(), log_url(executor.job_url(handle)))]
+        self.job_links = {link.name: url for link, url in urls}
+        for link, url in urls:
+            try:
+                context["ti"].xcom_push(key=link.xcom_key, value=url)
+            except Exception as exc:  # noqa: BLE001 - a link is a convenience: the job goes on without it
+                self.log.warning("cannot record the job's %s link: %s: %s", link.name, type(exc).__name__, exc)
 
     # -- OpenLineage (the provider calls these when it is installed; nemorun_airflow/lineage.py) -------------------
     def get_openlineage_facets_on_start(self) -> Any:

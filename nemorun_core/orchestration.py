@@ -433,7 +433,21 @@ def scrub(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
+
+def location_url(location: str | None) -> str | None:
+    """A URL for a location an executor names (``log_location``, ``job_url``), for the orchestrators' links: an
+    http(s) or file URL as it is, an absolute local path as a ``file://`` URL (quoted); None for anything else (a
+    remote path such as ``user@host:/path``, a command such as ``docker logs ...``), which is shown as text."""
+    import urllib.parse
+
+    if not location:
+        return None
+    if re.match(r"(https?|file)://", location):
+        return location
+    if os.path.isabs(location) and "\n" not in location:
+        return "file://" + urllib.parse.quote(location)
+    return None
+
 __all__ = ["Attached", "CancelReport", "ErrorLines", "Recorder", "attach_or_submit", "cancel_all", "cancel_and_wait",
            "find_attempt", "job_dir", "job_duration", "job_error", "job_metrics", "job_summary", "known_secrets",
-           "require_find", "reusable",
-           "scope_dir", "scrub", "task_dir"]
+           "location_url", "require_find", "reusable", "scope_dir", "scrub", "task_dir"]

@@ -7,7 +7,7 @@ logged when it ends, an experiment's job table.
 * :func:`log_link`: a link artifact, key ``nemorun-<flow>-<task>-log``, to where the job's log is
   (:meth:`Executor.log_location`: a URL as it is, a local path as a ``file://`` URL); a location that is neither
   (``host:path`` on a cluster, a command) becomes a markdown artifact that shows it. Created with the config one.
-  The job contract declares no page of the backend's own UI, so none is linked.
+  A backend with a UI of its own (``Executor.job_url``) gets a second link, key ``nemorun-<flow>-<task>-backend``.
 * :func:`metrics_table`: a table artifact, key ``nemorun-<flow>-<task>-metrics``, one row per record the task
   logged with ``nemorun_core.log_metrics`` (``step`` first, then the metrics, ``time`` last), created when the job
   ended, if it logged any (the last :data:`METRICS_ROWS` records).
@@ -25,9 +25,7 @@ shown as :func:`nemorun_core.secrets.redact` leaves them (values of secret-named
 from __future__ import annotations
 
 import json
-import os
 import re
-import urllib.parse
 from typing import Any
 
 from nemorun_core.errors import SerializationError
@@ -104,14 +102,10 @@ def task_submitted(spec: Any, handle: JobHandle) -> Any:
 
 
 def log_url(location: str | None) -> str | None:
-    """A URL for a log location: an http(s) URL as it is, an absolute local path as ``file://``; else None."""
-    if not location:
-        return None
-    if re.match(r"https?://", location):
-        return location
-    if os.path.isabs(location):
-        return "file://" + urllib.parse.quote(location)
-    return None
+    """A URL for a location: see :func:`nemorun_core.orchestration.location_url`."""
+    from nemorun_core.orchestration import location_url
+
+    return location_url(location)
 
 
 def log_link(spec: Any, handle: JobHandle) -> Any:
@@ -119,6 +113,14 @@ def log_link(spec: Any, handle: JobHandle) -> Any:
     when the executor names no log location or the artifact could not be made (logged, not raised)."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
+    page = log_url(spec.executor.job_url(handle))
+    if page is not None:
+        try:
+            create_link_artifact(link=page, link_text=f"{spec.name}: {handle.backend} job {handle.job_id}",
+                                 key=artifact_key("nemorun", _flow_name(), spec.name, "backend"),
+                                 description=f"the backend's page of nemorun job {handle.key}")
+        except Exception as exc:
+            _warn("could not create the backend link of task %r: %s: %s", spec.name, type(exc).__name__, exc)
     location = spec.executor.log_location(handle)
     if not location:
         return None

@@ -425,6 +425,11 @@ class Executor(abc.ABC):
         """Where a person finds the job's log (a path, or a command), for messages; None when the backend has none."""
         return None
 
+    def job_url(self, handle: JobHandle) -> str | None:
+        """A web page of the backend's own UI for the job (a Ray dashboard, a cluster portal), for links in the
+        orchestrators' UIs; None (the default) when the backend has none. Pure: no backend call."""
+        return None
+
     def log_tail(self, handle: JobHandle, lines: int = 20) -> list[str]:
         """The last ``lines`` lines of the job's log, for failure messages. Blocking (one read); [] when there is
         no log. The default reads the whole log through :meth:`logs`; backends override it to read only the end."""

@@ -69,6 +69,22 @@ with DAG("nr_exec_templates", schedule=None, start_date=START,
     assert _xcom(dr, "bad_template", link.xcom_key) in ([], [""])  # no job, no link
 
 
+@pytest.mark.local
+def test_a_backend_with_a_ui_of_its_own_gets_a_backend_link(airflow_db, tmp_path) -> None:
+    from nemorun_airflow.links import NemorunBackendLink, NemorunJobLogLink
+
+    dag = write_dag("nr_backend_link", """
+from tests.integration._faults import WithDashboard
+with DAG("nr_backend_link", schedule=None, start_date=START) as dag:
+    NemorunOperator(task_id="job", task=run.Partial(_tasks.add, a=1), executor=WithDashboard())
+""")
+    dr = run_dag(dag)
+    assert states(dr) == {"job": "success"}
+    handle_id = xcoms(dr)["job"]["job_id"]
+    assert _xcom(dr, "job", NemorunBackendLink().xcom_key) == [f"http://127.0.0.1:8265/#/jobs/{handle_id}"]
+    assert _xcom(dr, "job", NemorunJobLogLink().xcom_key)[0].startswith("file://")
+
+
 def test_executor_fields_are_checked_when_the_dag_is_parsed() -> None:
     import nemorun_core as run
     from nemorun_airflow import NemorunOperator
@@ -100,7 +116,7 @@ def test_log_urls_and_openlineage_run_facets() -> None:
     from nemorun_airflow.lineage import job_facet_fields, operator_lineage
     from nemorun_airflow.links import log_url
 
-    assert log_url("/home/me/jobs/a b/log.out") == ""  # a path with a space: shown as text, not linked
+    assert log_url("/home/me/jobs/a b/log.out") == "file:///home/me/jobs/a%20b/log.out"  # quoted, as Prefect's
     assert log_url("/home/me/jobs/x/log.out") == "file:///home/me/jobs/x/log.out"
     assert log_url("https://ray.example/#/jobs/1") == "https://ray.example/#/jobs/1"
     assert log_url("me@login:22:/scratch/log.out") == log_url("docker logs abc") == log_url(None) == ""
@@ -166,7 +182,8 @@ def test_marking_a_running_task_failed_has_ended_its_job_when_the_request_return
     handle = server.wait_until(following, lambda h: h is not None, 240, f"the {mode} task to follow its job")
     # the extra link is there while the job runs (pushed when the job was known, not at the end of the try)
     links = server.api("GET", f"{base}/links")["extra_links"]
-    assert links == {"Job log": "file://" + executor.log_location(handle)}, links
+    assert links["Job log"] == "file://" + executor.log_location(handle), links
+    assert set(links) <= {"Job log", "Backend UI"} and not links.get("Backend UI"), "Local has no UI of its own"
 
     server.api("PATCH", base, {"new_state": "failed"}, timeout=60)
     status = executor.status(handle)

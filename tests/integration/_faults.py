@@ -137,3 +137,14 @@ class DockerKillsItself(KillsItselfMixin, DockerExecutor):
 @dataclasses.dataclass(kw_only=True)
 class SlurmKillsItself(KillsItselfMixin, SlurmExecutor):
     """A SlurmExecutor whose process is killed at ``kill_at`` (see :class:`KillsItselfMixin`)."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class WithDashboard(LocalExecutor):
+    """A LocalExecutor whose backend has "a UI of its own" (as Ray's dashboard): ``job_url`` names the job's page,
+    for the orchestrators' backend links."""
+
+    dashboard: str = "http://127.0.0.1:8265"
+
+    def job_url(self, handle: JobHandle) -> str | None:
+        return f"{self.dashboard}/#/jobs/{handle.job_id}"

@@ -158,3 +158,21 @@ def test_metric_rows_and_log_urls() -> None:
     assert log_url("/a dir/log.out") == "file:///a%20dir/log.out"
     assert log_url("https://ray.example/#/jobs/1") == "https://ray.example/#/jobs/1"
     assert log_url("user@cluster:/jobs/x/log.out") is None and log_url(None) is None
+
+
+def test_a_backend_with_a_ui_of_its_own_gets_a_link_to_the_jobs_page(prefect_harness: None) -> None:
+    from prefect import flow
+
+    from nemorun_prefect import run_nemorun_task
+    from tests.integration._faults import WithDashboard
+
+    @flow(name="Dashboard_Flow")
+    def dashboard_flow() -> int:
+        return run_nemorun_task(run.Partial(use_token, api_token=TOKEN, value=3), WithDashboard(), name="train")
+
+    state = dashboard_flow(return_state=True)
+    assert state.is_completed(), state
+    links = {a.key: a for a in _artifacts(state.state_details.flow_run_id)}
+    page = links["nemorun-dashboard-flow-train-backend"]
+    assert "(http://127.0.0.1:8265/#/jobs/" in page.data, page.data
+    assert "nemorun-dashboard-flow-train-log" in links
