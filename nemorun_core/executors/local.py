@@ -518,7 +518,9 @@ def render_launch_script(
     for i, (cmd, prefix) in enumerate(zip(commands, prefixes)):
         lines.append(f"{prefix}{' '.join(q(a) for a in cmd)} &")
         lines.append(f"pid{i}=$!")
-    # A cancel (TERM to the group) that came before a rank was started never reached it: forward it now.
+    # A cancel (TERM to the group) that came before a rank was started never reached it: forward it now. (A TERM
+    # landing in a rank between its fork and its exec can still be dropped by the shell; the KILL at the end of
+    # the grace period ends such a job. The fork server, which runs plain Python jobs, has no such window.)
     lines.append('[ -n "$killer" ] && kill -TERM ' + " ".join(f'"$pid{i}"' for i in range(len(commands)))
                  + " 2>/dev/null")
     codes = []
