@@ -110,6 +110,23 @@ def _no_file_changes(*roots: str) -> Iterator[None]:
     assert _tree(*roots) == before, "dryrun created or changed files"
 
 
+def _keyed_processes(key: str) -> dict[str, tuple[str, str]]:
+    """``{pid: (parent pid, process group)}`` of this machine's live processes whose environment carries the job
+    key (every executor that starts local processes sets ``NEMORUN_JOB_KEY``)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if f"NEMORUN_JOB_KEY={key}".encode() in env and stat[0] not in "ZX":
+            found[pid] = (stat[1], stat[2])
+    return found
+
+
 # -- Local ------------------------------------------------------------------------------------------------------------
 def _local(tmp_path: str, monkeypatch: pytest.MonkeyPatch) -> Backend:
     def make(**kw: Any) -> Executor:
@@ -145,18 +162,7 @@ def _local(tmp_path: str, monkeypatch: pytest.MonkeyPatch) -> Backend:
 
     def jobs_with_key(key: str) -> int:
         """Process groups of this machine whose processes carry the key in their environment."""
-        groups = set()
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if f"NEMORUN_JOB_KEY={key}".encode() in env and stat[0] not in "ZX":
-                groups.add(stat[2])
-        return len(groups)
+        return len({pgid for _ppid, pgid in _keyed_processes(key).values()})
 
     return Backend("local", make, job, unknown, calls, untouched, jobs_with_key)
 
@@ -271,19 +277,8 @@ def _echo(tmp_path: str, monkeypatch: pytest.MonkeyPatch) -> Backend:
     def jobs_with_key(key: str) -> int:
         """Supervisors carrying the key: processes with the key whose parent does not have it (each job's
         supervisor and its task are in sessions of their own, so process groups would count two per job)."""
-        keyed, parents = set(), {}
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if f"NEMORUN_JOB_KEY={key}".encode() in env and stat[0] not in "ZX":
-                keyed.add(pid)
-                parents[pid] = stat[1]
-        return sum(1 for pid in keyed if parents[pid] not in keyed)
+        keyed = _keyed_processes(key)
+        return sum(1 for ppid, _pgid in keyed.values() if ppid not in keyed)
 
     def own(lines: Any) -> list[str]:
         return [line for line in lines if not line.startswith("[echo] ")]  # its banner and its end-of-job line
