@@ -155,9 +155,11 @@ class SlurmExecutor(Executor):
                                   "setting, give one", path="SlurmExecutor.time")
             self.time, self.time_limit = self.time_limit, None
         if self.tunnel is None:
+            from nemorun_core.home import default_home
             from nemorun_core.tunnel.local import LocalTunnel
 
-            self.tunnel = LocalTunnel(job_dir=os.path.expanduser("~/.nemorun/slurm-jobs"))
+            # Under $NEMORUN_HOME like every other file nemorun keeps on this machine (read now, not at import).
+            self.tunnel = LocalTunnel(job_dir=os.path.join(default_home(), "slurm-jobs"))
         self.check()
 
     # -- validation -------------------------------------------------------------------------------------------------

@@ -121,3 +121,11 @@ def test_a_name_cannot_break_a_comment_line_and_a_key_with_a_newline_is_refused(
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
     with pytest.raises(SubmissionError, match="newline"):
         ex.dryrun(_job(key="exp/t/0\nid"))
+
+
+def test_job_files_without_a_tunnel_live_under_nemorun_home(tmp_path, monkeypatch):
+    # Without a tunnel the cluster is this machine: its job files go under $NEMORUN_HOME, read when the executor is
+    # made (not ~/.nemorun, not a value cached at import).
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
+    ex = run.SlurmExecutor(account="a", partition="p")
+    assert ex.tunnel.job_dir == str(tmp_path / "home" / "slurm-jobs")
