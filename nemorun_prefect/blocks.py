@@ -254,7 +254,7 @@ class NemorunExecutorBlock(NemorunBlock):
         default_factory=lambda: SecretDict({}),
         description="The secret values of the config, at their place in it: {'env_vars': {'WANDB_API_KEY': ...}}.")
     ssh_cluster: Optional[NemorunSSHCluster] = Field(
-        default=None,
+        default=None, title="SSH cluster (ssh credential slot)",
         description="The executor's 'ssh' credential slot: the SSH login whose tunnel replaces the executor's "
                     "'tunnel' (run.SlurmExecutor over SSH). The same as credentials={'ssh': ...}.")
     credentials: dict[str, str] = Field(

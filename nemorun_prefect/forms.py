@@ -38,6 +38,7 @@ _SIMPLE = (str, int, float, bool)
 # An HTML-tag-like span (`<redacted>`, `</x>`, `<!-- -->`) outside Markdown code spans.
 _TAG = re.compile(r"<[A-Za-z!/][^<>]*>")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_RST_LITERAL = re.compile(r"``([^`]+)``")
 _ARG_LINE = re.compile(r"^(\s*)([A-Za-z_][\w]*(?:\s*,\s*[A-Za-z_][\w]*)*)\s*(?:\([^)]*\))?:\s*(.*)$")
 _SECTION = re.compile(r"^(Args|Arguments|Attributes|Returns|Raises|Yields|Examples?|Notes?)\s*:\s*$")
 
@@ -58,6 +59,11 @@ def markdown_safe(text: str) -> str:
     return "".join(out)
 
 
+def _rst_literals(text: str) -> str:
+    """RST inline literals (````x````, what docstrings use) as Markdown code spans (```x```, what the UI renders)."""
+    return _RST_LITERAL.sub(lambda m: f"`{m.group(1)}`", text)
+
+
 def docstring_args(cls: type) -> dict[str, str]:
     """``{setting: description}`` from the ``Args:`` (or ``Attributes:``) section of ``cls``'s Google-style
     docstring; a line naming several settings (``account, partition, qos: ...``) describes each of them."""
@@ -66,8 +72,11 @@ def docstring_args(cls: type) -> dict[str, str]:
     in_args, indent, names, text = False, None, [], []
 
     def flush() -> None:
+        described = _rst_literals(" ".join(t.strip() for t in text).strip())
+        if len(names) > 1:  # one line for several settings: say which, or the form repeats a sentence that fits none
+            described = f"{', '.join(names)}: {described}"
         for name in names:
-            found.setdefault(name, " ".join(t.strip() for t in text).strip())
+            found.setdefault(name, described)
 
     for line in lines:
         section = _SECTION.match(line.strip()) if not line.startswith((" ", "\t")) else None

@@ -466,7 +466,14 @@ def test_the_slurm_executor_block_is_a_typed_form_as_the_server_stores_it(prefec
     settings = {f.name for f in dc.fields(run.SlurmExecutor) if f.init}
     assert settings - {"tunnel"} <= set(props) and {"ssh", "secrets"} <= set(props)
     assert props["partition"]["title"] == "Partition" and {"type": "string"} in props["partition"]["anyOf"]
-    assert props["partition"]["description"] == "where the job is charged and queued."  # from the class's Args
+    # From the class's Args; a line describing several settings says which, so the form does not repeat a sentence
+    assert props["partition"]["description"] == "account, partition, qos: where the job is charged and queued."
+    # RST literals (``x``) become Markdown code spans (`x`): the UI shows them as code, not with doubled backticks
+    assert props["time"]["description"].startswith('wall-clock limit (`"HH:MM:SS"`, `"D-HH:MM:SS"` or minutes)')
+    assert not any("``" in p.get("description", "") for p in props.values()), props
+    # Every field has its own title in the form (the SSH credential field included)
+    executor = _server_schemas()["nemorun-executor"][1].fields["properties"]
+    assert executor["ssh_cluster"]["title"] == "SSH cluster (ssh credential slot)"
     assert props["nodes"]["type"] == "integer" and props["nodes"]["default"] == 1
     assert props["exclusive"]["type"] == "boolean" and props["exclusive"]["default"] is False
     assert props["env_vars"]["type"] == "object" and props["env_vars"]["title"] == "Env Vars"
