@@ -26,8 +26,9 @@ def test_every_credential_kind_of_every_backend_has_a_prefect_block() -> None:
 class _Unregistered(Executor):
     backend: ClassVar[str] = "nowhere"
 
-    def dryrun(self, job):  # pragma: no cover - never submitted
-        raise NotImplementedError
+    def dryrun(self, job):  # pragma: no cover - the block refuses this backend before anything reaches it
+        raise AssertionError("an unregistered backend's executor was asked to run a job; the block should have "
+                             "refused it")
 
     submit = status_many = logs = cancel = dryrun
 
