@@ -71,9 +71,23 @@ class BuildError(ConfigError):
     def __init__(self, path: str, target: str, cause: BaseException):
         self.target = target
         self.cause = cause
-        super().__init__(
-            f"building {target} failed: {type(cause).__name__}: {cause}", path=path or "<root>"
-        )
+        field = _own_field(target, cause)
+        if field is not None:  # the class's own check named one of its fields: name it at its place in the config
+            path = f"{path}.{field}" if path else field
+            message = str(cause)[len(cause.path) + 2:]  # type: ignore[attr-defined]
+        else:
+            message = f"building {target} failed: {type(cause).__name__}: {cause}"
+        super().__init__(message, path=path or "<root>")
+
+
+def _own_field(target: str, cause: BaseException) -> str | None:
+    """``"nodes"`` when ``cause`` is a ConfigError whose path is ``"<target>.nodes"`` (the class's own validation)."""
+    where = getattr(cause, "path", None) if isinstance(cause, ConfigError) else None
+    prefix = f"{target.rsplit('.', 1)[-1]}."
+    if not where or not where.startswith(prefix) or not str(cause).startswith(f"{where}: "):
+        return None
+    field = where[len(prefix):]
+    return field if field.replace("_", "a").replace(".", "a").isalnum() else None
 
 
 class SerializationError(ConfigError):

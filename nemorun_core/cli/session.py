@@ -344,7 +344,7 @@ class Session:
         if is_buildable(value):
             _raise_if_missing(missing_required(value, "executor."))
             check_executor_tree(value)
-            return build(value)
+            return build(value, path="executor")
         return value
 
     def _named_executor(self, name: str, where: str) -> Any:

@@ -82,16 +82,17 @@ def call_target(target: Any, args: Mapping[Any, Any], partial: bool, path: str) 
         raise BuildError(path, name, exc) from exc
 
 
-def build(config: Any) -> Any:
+def build(config: Any, *, path: str = "") -> Any:
     """Build ``config``: every nested Config is called, every Partial becomes a ``functools.partial``.
 
     A node shared in several places is built once, as in Fiddle. Values that are not configs are returned as they
     are (containers are rebuilt with their items built).
 
     Raises:
-        BuildError: a constructor or function raised; ``error.path`` names the node (``"model"``, ``"data[1]"``).
+        BuildError: a constructor or function raised; ``error.path`` names the node (``"model"``, ``"data[1]"``),
+            under ``path`` when the config sits at that place of a larger one (``"executor"``).
     """
-    return _build(config, "", {}, TreeGuard())
+    return _build(config, path, {}, TreeGuard())
 
 
 def _build(node: Any, path: str, memo: dict[int, Any], guard: TreeGuard) -> Any:

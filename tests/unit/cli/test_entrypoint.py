@@ -183,6 +183,9 @@ def test_executor_override_routes_to_launch(monkeypatch):
         run.cli.main(train_model, ["executor=local", "executor.ntasks_per_node=many", *BASE])
     with pytest.raises(UsageError, match="unknown executor 'slrum'"):
         run.cli.main(train_model, ["executor=slrum", *BASE])
+    # the executor's own check names the override's path, not the executor config's root
+    with pytest.raises(ConfigError, match=r"^executor\.nodes: must be an int >= 1, got -1$"):
+        run.cli.main(train_model, ["--executor", "slurm", "executor.nodes=-1", "--dryrun", *BASE])
 
 
 def test_default_executor_and_none(monkeypatch):

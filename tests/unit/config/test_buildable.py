@@ -3,7 +3,7 @@ import functools
 import pytest
 
 import nemorun_core as run
-from nemorun_core.errors import BuildError, ConfigTypeError, UnknownParameterError
+from nemorun_core.errors import BuildError, ConfigError, ConfigTypeError, UnknownParameterError
 from tests.unit.config._models import (
     DataConfig,
     ModelConfig,
@@ -102,6 +102,17 @@ def test_build_error_path_inside_lists_and_at_root():
     assert info.value.path == "steps[1]" and "RuntimeError: boom 2" in str(info.value)
     with pytest.raises(BuildError, match=r"^<root>: building fails failed"):
         run.build(run.Config(fails))
+
+
+def test_a_class_s_own_field_check_is_named_at_its_place_in_the_config():
+    # SlurmExecutor's __post_init__ says "SlurmExecutor.nodes: ..."; inside a config that is the node's field
+    cfg = run.Config(dict, executor=run.Config(run.SlurmExecutor, partition="p", nodes=-1))
+    with pytest.raises(BuildError) as info:
+        run.build(cfg)
+    assert info.value.path == "executor.nodes" and isinstance(info.value.cause, ConfigError)
+    assert str(info.value) == "executor.nodes: must be an int >= 1, got -1"
+    with pytest.raises(BuildError, match=r"^executor\.nodes: must be an int >= 1"):  # a config built at its place
+        run.build(run.Config(run.SlurmExecutor, partition="p", nodes=-1), path="executor")
 
 
 def test_non_callable_target_is_refused():
