@@ -50,11 +50,16 @@ def ago(stamp: float | None, now: float | None = None) -> str:
     return f"{seconds}s ago"
 
 
+_LIST_COLUMNS = (("id", 12), ("title", 10), ("state", len("SUCCEEDED")), ("tasks", 5), ("created", 10), ("tags", 6))
+
+
 def experiment_list(entries: list[Mapping[str, Any]], *, total: int) -> RenderableType:
     """The table of ``nemorun experiment list`` (entries newest first); notes how many were left out."""
     table = Table(title=f"experiments ({len(entries)} of {total})" if len(entries) < total else "experiments")
-    for column in ("id", "title", "state", "tasks", "created", "tags"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("id", "state", "created"))
+    # Every column keeps a readable minimum in an 80-column terminal or a pipe: long ids and titles fold onto more
+    # lines, the date wraps at its spaces, and a state is never cut (SUCCEEDED is 9 wide).
+    for column, least in _LIST_COLUMNS:
+        table.add_column(column, overflow="fold", min_width=least, no_wrap=column == "state")
     now = time.time()
     for e in entries:
         created = e.get("created_at")

@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 def _env(home, pythonpath=(HERE, REPO), **extra):
     env = {k: v for k, v in os.environ.items() if k not in ("NEMORUN_DEBUG", "PYTHONPATH")}
     # COLUMNS: rich folds long cells at 80 columns when not on a terminal; wide output keeps asserts simple.
-    env.update(NEMORUN_HOME=str(home), PYTHONPATH=os.pathsep.join(pythonpath), COLUMNS="200", **extra)
+    env.update({"NEMORUN_HOME": str(home), "PYTHONPATH": os.pathsep.join(pythonpath), "COLUMNS": "200", **extra})
     return env
 
 
@@ -84,6 +84,12 @@ def test_list(store):
     table = nemorun(home, "experiment", "list")
     assert table.returncode == 0
     assert all(exp_id in table.stdout for exp_id in ids.values()) and "SUCCEEDED" in table.stdout
+    # Piped into an 80-column terminal: states whole, titles and tags still there (folded, not collapsed to nothing)
+    narrow = nemorun(home, "experiment", "list", COLUMNS="80").stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "SUCCEEDED" in narrow and "FAILED" in narrow, narrow
+    rows = " ".join(line.replace("│", " ") for line in narrow.splitlines())
+    assert {"cli", "ok", "2"} <= set(rows.split()), narrow
 
 
 def test_list_of_a_large_index_reads_only_the_index(tmp_path):
