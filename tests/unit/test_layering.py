@@ -43,9 +43,11 @@ TOP_LEVEL = {
     "nemorun_core.metrics": "bottom",
     "nemorun_core.runner": "executors",
     "nemorun_core.orchestration": "orchestration",
+    "nemorun_core.exceptions": "bottom",  # NeMo Run's path of nemorun_core.errors
     "nemorun_core": "api",
 }
 SUBPACKAGE_LAYERS = {name: name for name in LAYERS if name not in ("bottom", "api", "orchestrators")}
+SUBPACKAGE_LAYERS["core"] = "api"  # NeMo Run's module paths (nemo_run.core.execution.slurm...): public re-exports
 
 # Documented re-export shims that keep an old import path working after its implementation moved up a layer
 # (importer -> imported). Each one imports lazily and holds no code of its own.
