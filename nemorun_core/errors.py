@@ -71,11 +71,11 @@ class BuildError(ConfigError):
     def __init__(self, path: str, target: str, cause: BaseException):
         self.target = target
         self.cause = cause
-        field = _own_field(target, cause)
+        field = _own_field(target, cause) if path else None
         if field is not None:  # the class's own check named one of its fields: name it at its place in the config
-            path = f"{path}.{field}" if path else field
+            path = f"{path}.{field}"
             message = str(cause)[len(cause.path) + 2:]  # type: ignore[attr-defined]
-        else:
+        else:  # at the root the cause's own words name the class and field already
             message = f"building {target} failed: {type(cause).__name__}: {cause}"
         super().__init__(message, path=path or "<root>")
 

@@ -113,6 +113,8 @@ def test_a_class_s_own_field_check_is_named_at_its_place_in_the_config():
     assert str(info.value) == "executor.nodes: must be an int >= 1, got -1"
     with pytest.raises(BuildError, match=r"^executor\.nodes: must be an int >= 1"):  # a config built at its place
         run.build(run.Config(run.SlurmExecutor, partition="p", nodes=-1), path="executor")
+    with pytest.raises(BuildError, match=r"^<root>: building SlurmExecutor failed: .*SlurmExecutor\.nodes: must"):
+        run.build(run.Config(run.SlurmExecutor, partition="p", nodes=-1))  # at the root: the class's own words
 
 
 def test_non_callable_target_is_refused():
