@@ -61,9 +61,10 @@ def sleep_forever(child: bool = True, marker: str = "") -> None:
 
     if child:
         proc = subprocess.Popen(["sleep", "300"])
-        if marker:
-            with open(marker, "w") as f:
+        if marker:  # written whole, then renamed: a test polling for the file never reads it empty
+            with open(f"{marker}.tmp", "w") as f:
                 f.write(f"{os.getpid()} {proc.pid}")
+            os.replace(f"{marker}.tmp", marker)
     time.sleep(300)
 
 
