@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 from nemorun_core.credentials import CredentialSlot
 from nemorun_core.errors import ExecutorError
 from nemorun_core.executors.fields import check_env_vars  # noqa: F401 - its home before fields.py
+from nemorun_core.executors.fields import CheckedInit
 from nemorun_core.executors.jobkey import JobKey
 from nemorun_core.executors.outage import Outage
 
@@ -290,7 +291,7 @@ class Job:
         return JobKey.parse(self.key)
 
 
-class Executor(abc.ABC):
+class Executor(abc.ABC, metaclass=CheckedInit):
     """Base class of executors: where and how a job runs; the whole job contract.
 
     Subclasses are dataclasses whose fields are the user's settings (so they serialize like any config) and implement

@@ -132,6 +132,14 @@ class SSHTunnel(Tunnel):
                               f"not {self.host_key_policy!r}", path="SSHTunnel.host_key_policy")
         if not self.host or not self.user:
             raise ConfigError("host and user are required", path="SSHTunnel")
+        port = self.port
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(f"must be an int from 1 to 65535 (the SSH server's port, usually 22), got {port!r}",
+                              path="SSHTunnel.port")
+        job_dir = self.job_dir
+        if not isinstance(job_dir, str) or not (job_dir.startswith("/") or job_dir.startswith("~")):
+            raise ConfigError(f"must be an absolute path on the remote host ('/scratch/me/nemorun') or one under "
+                              f"the home there ('~/nemorun'), got {job_dir!r}", path="SSHTunnel.job_dir")
 
     @property
     def address(self) -> str:

@@ -159,6 +159,8 @@ class DockerExecutor(LocalJobFiles, Executor):
     docker_host: Optional[str] = None
 
     backend: ClassVar[str] = "docker"
+    #: The example a missing argument's error shows (see ``fields.check_init_args``).
+    arg_examples: ClassVar[dict[str, str]] = {"container_image": "'python:3.11-slim'"}
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.LOGS, Capability.CANCEL, Capability.DETACH, Capability.STATUS_MANY, Capability.FIND,
          Capability.FETCH_FILES})
