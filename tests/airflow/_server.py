@@ -91,6 +91,10 @@ def airflow_env(home: str, port: int, extra: dict[str, str] | None = None) -> di
     return env
 
 
+#: How often :meth:`AirflowServer.api` sends a request again after SQLite's lock made the server answer 500.
+_DB_ERROR_RETRIES = 4
+
+
 @dataclasses.dataclass
 class AirflowServer:
     """One running deployment. Use :meth:`start`; :meth:`stop` (or leaving the ``with``) ends every component.
@@ -233,15 +237,24 @@ class AirflowServer:
             AirflowServerError: the API answered an HTTP error (its body is in the message).
         """
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                text = response.read().decode()
-        except urllib.error.HTTPError as exc:
-            raise AirflowServerError(f"{method} {path} -> HTTP {exc.code}: {exc.read().decode(errors='replace')}"
-                                     ) from None
-        return json.loads(text) if text.strip() else None
+        for attempt in range(_DB_ERROR_RETRIES + 1):
+            request = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                             headers={"Content-Type": "application/json",
+                                                      "Accept": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    text = response.read().decode()
+                return json.loads(text) if text.strip() else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")
+                # SQLite lets one writer at a time: with the scheduler, the DAG processor and the triggerer writing
+                # on two busy cores, the API server's write can outwait its lock and answer 500 "Database error"
+                # (its transaction rolled back, so the same request can be sent again). Not a nemorun behaviour.
+                if exc.code == 500 and "Database error" in detail and attempt < _DB_ERROR_RETRIES:
+                    time.sleep(1 + attempt)
+                    continue
+                raise AirflowServerError(f"{method} {path} -> HTTP {exc.code}: {detail}") from None
+        raise AssertionError("unreachable")
 
     # -- DAGs and runs ----------------------------------------------------------------------------------------------
     def write_dag(self, file_name: str, source: str) -> str:
