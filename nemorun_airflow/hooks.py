@@ -182,20 +182,12 @@ class NemorunSSHHook(BaseHook):
         return True, f"connected to {tunnel.address}"
 
 
-class NemorunTokenHook(BaseHook):
-    """A ``nemorun_token`` connection: a bearer token or an API key, for executors whose backend takes one.
-
-    Connection fields: the Password field holds the token (without ``Bearer``) or the key; the extra ``header``
-    names the HTTP header an API key is sent in, when the backend lets one choose. Nothing else is used.
-
-    Args:
-        nemorun_conn_id: the connection id.
-    """
+class _NemorunCredentialHook(BaseHook):
+    """What the ``nemorun_*`` connection types share: the form from the provider declaration, the connection id
+    argument, ``get_conn`` and the UI's Test button over :meth:`get_credential`. Subclasses set the connection type
+    and say what they read (``get_credential``) and how a good one is described (``_describe``)."""
 
     conn_name_attr = "nemorun_conn_id"
-    default_conn_name = "nemorun_token_default"
-    conn_type = "nemorun_token"
-    hook_name = "Token or API key (nemorun)"
 
     # The form in Airflow's UI. Airflow 3.2+ reads it from the provider info (``conn-fields``,
     # ``ui-field-behaviour``) without importing the hook; earlier versions call these two.
@@ -207,28 +199,58 @@ class NemorunTokenHook(BaseHook):
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         return _form_widgets(cls.conn_type)
 
-    def __init__(self, nemorun_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(self, nemorun_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.nemorun_conn_id = nemorun_conn_id
+        self.nemorun_conn_id = nemorun_conn_id or self.default_conn_name
+
+    def get_credential(self) -> Credential:  # pragma: no cover - each subclass reads its own kind
+        raise NotImplementedError
+
+    def get_conn(self) -> Credential:
+        return self.get_credential()
+
+    def _describe(self, credential: Any) -> str:  # pragma: no cover - each subclass says it
+        raise NotImplementedError
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection's fields; no backend is called from here (which one is the executor's)."""
+        try:
+            credential = self._checked()
+        except Exception as exc:  # the UI shows the message; every failure is an answer, not a crash
+            return False, str(exc)
+        return True, self._describe(credential)
+
+    def _checked(self) -> Any:
+        return self.get_credential()
+
+
+class NemorunTokenHook(_NemorunCredentialHook):
+    """A ``nemorun_token`` connection: a bearer token or an API key, for executors whose backend takes one.
+
+    Connection fields: the Password field holds the token (without ``Bearer``) or the key; the extra ``header``
+    names the HTTP header an API key is sent in, when the backend lets one choose. Nothing else is used.
+
+    Args:
+        nemorun_conn_id: the connection id.
+    """
+
+    default_conn_name = "nemorun_token_default"
+    conn_type = "nemorun_token"
+    hook_name = "Token or API key (nemorun)"
 
     def get_credential(self, kind: CredentialKind = CredentialKind.BEARER_TOKEN) -> BearerToken | APIKey:
         """The connection as a :class:`~nemorun_core.credentials.BearerToken` or an
         :class:`~nemorun_core.credentials.APIKey` (``kind``). Raises ConnectionConfigError naming the field."""
         return token_credential(self.get_connection(self.nemorun_conn_id), kind)
 
-    def get_conn(self) -> BearerToken | APIKey:
-        return self.get_credential()
+    def _checked(self) -> Any:
+        return self.get_credential(CredentialKind.API_KEY)  # the kind that reads every field a token uses
 
-    def test_connection(self) -> tuple[bool, str]:
-        """Check the connection's fields (nemorun does not call a backend from here: which one is the executor's)."""
-        try:
-            self.get_credential(CredentialKind.API_KEY)
-        except Exception as exc:
-            return False, str(exc)
-        return True, "the token is set and well-formed"
+    def _describe(self, credential: Any) -> str:
+        return "the token is set and well-formed"
 
 
-class NemorunKubeconfigHook(BaseHook):
+class NemorunKubeconfigHook(_NemorunCredentialHook):
     """A ``nemorun_kubeconfig`` connection: a kubeconfig document, for executors that reach Kubernetes.
 
     Connection fields: the Password field holds the kubeconfig (JSON, as ``kubectl config view --raw --minify -o
@@ -239,39 +261,16 @@ class NemorunKubeconfigHook(BaseHook):
         nemorun_conn_id: the connection id.
     """
 
-    conn_name_attr = "nemorun_conn_id"
     default_conn_name = "nemorun_kubeconfig_default"
     conn_type = "nemorun_kubeconfig"
     hook_name = "Kubeconfig (nemorun)"
-
-    # The form in Airflow's UI. Airflow 3.2+ reads it from the provider info (``conn-fields``,
-    # ``ui-field-behaviour``) without importing the hook; earlier versions call these two.
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return _ui_field_behaviour(cls.conn_type)
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        return _form_widgets(cls.conn_type)
-
-    def __init__(self, nemorun_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.nemorun_conn_id = nemorun_conn_id
 
     def get_credential(self) -> Kubeconfig:
         """The connection as a :class:`~nemorun_core.credentials.Kubeconfig`. Raises ConnectionConfigError."""
         return kubeconfig_credential(self.get_connection(self.nemorun_conn_id))
 
-    def get_conn(self) -> Kubeconfig:
-        return self.get_credential()
-
-    def test_connection(self) -> tuple[bool, str]:
-        """Check that the document is a kubeconfig with the context (no cluster is called from here)."""
-        try:
-            credential = self.get_credential()
-        except Exception as exc:
-            return False, str(exc)
-        return True, f"a kubeconfig with context {credential.context or 'its current-context'}"
+    def _describe(self, credential: Any) -> str:
+        return f"a kubeconfig with context {credential.context or 'its current-context'}"
 
 
 # -- connections -> credential values ----------------------------------------------------------------------------------
