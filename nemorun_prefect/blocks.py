@@ -46,170 +46,21 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC
-from typing import Any, ClassVar, Literal, Mapping, Optional, Union
+from typing import Any, ClassVar, Mapping, Optional, Union
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from nemorun_core.config.serialize import MARKERS
-from nemorun_core.credentials import (APIKey, BearerToken, Credential, CredentialKind, CredentialSlot, Kubeconfig,
-                                      SSHCredential)
+from nemorun_core.credentials import Credential, CredentialKind, CredentialSlot
 from nemorun_core.errors import ConfigError, SerializationError
 from nemorun_core.secrets import REDACTED, SECRET_MARKER, is_secret_name, looks_secret
 from nemorun_prefect import forms
-
-#: Where the blocks' "documentation" link points: the blocks section of docs/prefect.md in the nemorun repository
-#: (GitHub's anchor of the heading "Blocks: credentials and executors saved on the Prefect server").
-DOCS_URL = ("https://github.com/nemorun/nemorun/blob/main/docs/prefect.md"
-            "#blocks-credentials-and-executors-saved-on-the-prefect-server")
-#: The blocks' logo: docs/assets/nemorun-logo.svg of the repository, served raw. Prefect requires an http(s) URL
-#: (its client refuses a data: URL), and nemorun has no hosted logo of its own: a UI without internet access shows
-#: its placeholder instead.
-LOGO_URL = "https://raw.githubusercontent.com/nemorun/nemorun/main/docs/assets/nemorun-logo.svg"
+from nemorun_prefect.credential_blocks import (CREDENTIAL_BLOCKS, DOCS_URL, LOGO_URL, NemorunAPIKey,  # noqa: F401
+                                               NemorunBearerToken, NemorunBlock, NemorunKubeconfig, NemorunSSHCluster)
 
 _log = logging.getLogger("nemorun_prefect")
-
-
-class NemorunBlock(Block, ABC):
-    """What every nemorun block shares: the logo and the documentation link Prefect's UI shows. Abstract (ABC in its
-    bases): Prefect registers no block type for it."""
-
-    _logo_url = LOGO_URL
-    _documentation_url = DOCS_URL
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def _as_block_error(exc: ConfigError, block: str, value: str, renames: Mapping[str, str] | None = None) -> ConfigError:
-    """``exc`` of a credential value (``BearerToken.token: ...``) told in the block's own field names."""
-    path = exc.path or ""
-    message = str(exc)[len(path) + 2:] if path and str(exc).startswith(path + ": ") else str(exc)
-    field = path[len(value) + 1:] if path.startswith(value + ".") else path
-    return ConfigError(message, path=f"{block}.{(renames or {}).get(field, field)}")
-
-
-class NemorunSSHCluster(NemorunBlock):
-    """An SSH login to a cluster's login node (for ``run.SlurmExecutor``), its private key kept as a Prefect secret.
-
-    The credentials block of the SSH kind: :meth:`credential` gives the
-    :class:`~nemorun_core.credentials.SSHCredential`, :meth:`tunnel` the ``run.SSHTunnel``. There is no password
-    field: ``SSHTunnel`` authenticates with keys only (a key from this block, the SSH agent, or the ``~/.ssh/id_*``
-    files of the machine running the flow).
-    """
-
-    _block_type_name = "Nemorun SSH Cluster"
-    _block_type_slug = "nemorun-ssh-cluster"
-    _description = ("An SSH login (host, user, job directory, host keys) and its private key, for nemorun "
-                    "executors that reach a cluster over SSH (run.SlurmExecutor).")
-    credential_kind: ClassVar[CredentialKind] = CredentialKind.SSH
-
-    host: str = Field(description="Host name or address of the login node.")
-    user: str = Field(description="User name on the login node.")
-    job_dir: str = Field(description="Directory on the cluster for job directories and uploaded code.")
-    port: int = Field(default=22, description="SSH port.")
-    known_hosts: str = Field(
-        default="~/.ssh/known_hosts",
-        description="Path of an OpenSSH known_hosts file on the machine running the flow, or the known_hosts TEXT "
-                    "itself (lines 'host key-type base64', as `ssh-keyscan -p PORT HOST` prints them).")
-    host_key_policy: Literal["strict", "accept-new"] = Field(
-        default="strict",
-        description="'strict': an unknown host is an error; 'accept-new': trust and record an unknown host's key "
-                    "(a changed key is still an error).")
-    private_key: Optional[SecretStr] = Field(
-        default=None,
-        description="The private key TEXT (the content of the key file, '-----BEGIN OPENSSH PRIVATE KEY-----...'). "
-                    "Without it, the SSH agent and ~/.ssh/id_* of the machine running the flow are tried.")
-    passphrase: Optional[SecretStr] = Field(default=None, description="Passphrase of an encrypted private key.")
-
-    def credential(self) -> SSHCredential:
-        """The login as a credential value; its secrets are named after this block (see :meth:`tunnel`).
-
-        Raises:
-            ConfigError: ``private_key`` is not private key text (a file path, say), ``job_dir`` is empty, ...
-        """
-        try:
-            return SSHCredential(host=self.host, user=self.user, job_dir=self.job_dir, port=self.port,
-                                 private_key=_secret(self.private_key), passphrase=_secret(self.passphrase),
-                                 known_hosts=self.known_hosts, host_key_policy=self.host_key_policy,
-                                 source=self._secret_owner())
-        except ConfigError as exc:
-            raise _as_block_error(exc, "NemorunSSHCluster", "SSHCredential") from None
-
-    def tunnel(self) -> Any:
-        """A ready ``run.SSHTunnel`` for this login; its serialized form names environment variables, not secrets.
-
-        Sets one ``NEMORUN_SECRET_*`` variable in this process per secret field that has a value, and writes
-        known_hosts text (public) to a file named by its hash under ``$NEMORUN_HOME``.
-
-        Raises:
-            ConfigError: as :meth:`credential`.
-        """
-        return self.credential().field_value()
-
-    def _secret_owner(self) -> str:
-        # A saved block is named after its document, an unsaved one after its login: never after the secret, and
-        # loading the same block again in another process gives the same variable.
-        name = self._block_document_name or f"{self.user}@{self.host}:{self.port}"
-        return f"prefect-{self.get_block_type_slug()}-{name}"
-
-
-class NemorunBearerToken(NemorunBlock):
-    """An HTTP bearer token (DGX Cloud, Lepton, an API behind a proxy), kept as a Prefect secret."""
-
-    _block_type_name = "Nemorun Bearer Token"
-    _block_type_slug = "nemorun-bearer-token"
-    _description = ("A bearer token for nemorun executors whose backend takes one (a credential slot of kind "
-                    "bearer_token).")
-    credential_kind: ClassVar[CredentialKind] = CredentialKind.BEARER_TOKEN
-
-    token: SecretStr = Field(description="The token alone, without the 'Bearer ' prefix.")
-
-    def credential(self) -> BearerToken:
-        try:
-            return BearerToken(self.token.get_secret_value())
-        except ConfigError as exc:
-            raise _as_block_error(exc, "NemorunBearerToken", "BearerToken") from None
-
-
-class NemorunAPIKey(NemorunBlock):
-    """An API key, kept as a Prefect secret, and the header it is sent in when the backend lets one choose."""
-
-    _block_type_name = "Nemorun API Key"
-    _block_type_slug = "nemorun-api-key"
-    _description = "An API key for nemorun executors whose backend takes one (a credential slot of kind api_key)."
-    credential_kind: ClassVar[CredentialKind] = CredentialKind.API_KEY
-
-    key: SecretStr = Field(description="The API key.")
-    header: Optional[str] = Field(default=None, description="The HTTP header it is sent in ('X-API-Key'); empty: "
-                                                            "the backend's own.")
-
-    def credential(self) -> APIKey:
-        try:
-            return APIKey(self.key.get_secret_value(), header=self.header or None)
-        except ConfigError as exc:
-            raise _as_block_error(exc, "NemorunAPIKey", "APIKey") from None
-
-
-class NemorunKubeconfig(NemorunBlock):
-    """A kubeconfig document (Kubernetes, KubeRay), kept as a Prefect secret, and the context to use."""
-
-    _block_type_name = "Nemorun Kubeconfig"
-    _block_type_slug = "nemorun-kubeconfig"
-    _description = "A kubeconfig for nemorun executors that reach a Kubernetes cluster (a slot of kind kubeconfig)."
-    credential_kind: ClassVar[CredentialKind] = CredentialKind.KUBECONFIG
-
-    kubeconfig: SecretStr = Field(description="The kubeconfig YAML, as `kubectl config view --raw --minify` prints "
-                                              "it (certificates and tokens inline).")
-    context: Optional[str] = Field(default=None, description="The context to use; empty: its current-context.")
-
-    def credential(self) -> Kubeconfig:
-        try:
-            return Kubeconfig(self.kubeconfig.get_secret_value(), context=self.context or None)
-        except ConfigError as exc:
-            raise _as_block_error(exc, "NemorunKubeconfig", "Kubeconfig", {"text": "kubeconfig"}) from None
 
 
 def _registered(cls: type, where: str) -> None:
@@ -224,13 +75,6 @@ def _registered(cls: type, where: str) -> None:
                           "docs/registry.md) or subclass a registered executor", path=where)
 
 
-#: The credentials block of each kind.
-CREDENTIAL_BLOCKS: Mapping[CredentialKind, type[Block]] = {
-    CredentialKind.SSH: NemorunSSHCluster,
-    CredentialKind.BEARER_TOKEN: NemorunBearerToken,
-    CredentialKind.API_KEY: NemorunAPIKey,
-    CredentialKind.KUBECONFIG: NemorunKubeconfig,
-}
 _SSH_SLOT = "ssh"  # the slot that the ssh_cluster field fills
 
 
