@@ -8,7 +8,8 @@ registered through the ``nemorun.executors`` entry points gets its form the same
 How a setting becomes a form field (its :class:`Setting` ``kind``):
 
 * ``plain``: ``str``, ``int``, ``float``, ``bool``, a ``Literal``, ``Optional`` of those, and ``list`` / ``dict``
-  of them keep their type (a text box, a number, a toggle, a list editor...);
+  of them keep their type (a text box, a number, a toggle, a list editor...); an ``Optional`` one is shown as its
+  type alone (no "null" choice in the UI), and left empty it is None;
 * ``model`` / ``models``: a dataclass (``EchoLimits``), or a list of them (``list[SlurmResources]``), becomes a
   nested pydantic model of the same fields, generated the same way;
 * ``json``: anything else (``Any``, objects such as launchers and tunnels) stays a JSON value in nemorun's
@@ -161,6 +162,21 @@ def _optional_arg(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _no_null_choice(inner: Any) -> Any:
+    """``Optional[inner]`` whose form field is one of ``inner`` alone: pydantic writes an ``Optional`` as
+    ``anyOf: [inner, null]``, which Prefect's UI shows as a choice between "inner" and "null" to make before the
+    field can be typed in. Here the schema is ``inner``'s; an empty field (the UI sends nothing, null, or a blank
+    string) is None, the setting's default."""
+    from typing import Annotated
+
+    schema = pydantic.TypeAdapter(inner).json_schema()
+    return Annotated[Optional[inner], pydantic.BeforeValidator(_blank_is_none), pydantic.WithJsonSchema(schema)]
+
+
 def _is_dataclass(annotation: Any) -> bool:
     return inspect.isclass(annotation) and dataclasses.is_dataclass(annotation)
 
@@ -193,7 +209,7 @@ def form_of(cls: type, *, reserved: frozenset[str] = frozenset(), _models: dict[
         item = typing.get_args(inner)[0] if typing.get_origin(inner) is list and typing.get_args(inner) else None
         description = docs.get(f.name) or f"The {cls.__name__} setting `{f.name}`."
         if _plain(annotation):
-            kind, model, form_type = "plain", None, annotation
+            kind, model, form_type = "plain", None, _no_null_choice(inner) if optional else annotation
         elif _is_dataclass(inner) or (item is not None and _is_dataclass(item)):
             sub = inner if _is_dataclass(inner) else item
             if sub not in models:

@@ -465,7 +465,11 @@ def test_the_slurm_executor_block_is_a_typed_form_as_the_server_stores_it(prefec
     assert "executor_config" not in props  # no raw JSON editor for a Slurm executor
     settings = {f.name for f in dc.fields(run.SlurmExecutor) if f.init}
     assert settings - {"tunnel"} <= set(props) and {"ssh", "secrets"} <= set(props)
-    assert props["partition"]["title"] == "Partition" and {"type": "string"} in props["partition"]["anyOf"]
+    assert props["partition"]["title"] == "Partition" and props["partition"]["type"] == "string"
+    # An Optional setting is its type alone: no "null" choice for the UI to show before the field can be typed in
+    plain_optional = [n for n, f in {f.name: f for f in dc.fields(run.SlurmExecutor)}.items()
+                      if n in props and f.default is None and n not in {"tunnel", "packager", "launcher"}]
+    assert plain_optional and not [n for n in plain_optional if "anyOf" in props[n]], props
     # From the class's Args; a line describing several settings says which, so the form does not repeat a sentence
     assert props["partition"]["description"] == "account, partition, qos: where the job is charged and queued."
     # RST literals (``x``) become Markdown code spans (`x`): the UI shows them as code, not with doubled backticks
@@ -548,3 +552,6 @@ def test_typed_executor_block_errors_name_the_field(prefect_harness: None) -> No
         NemorunSlurmExecutor(partition="debug", nodes=0).executor()
     with pytest.raises(ValidationError, match=r"NemorunLocalExecutor has no settings \['partition'\]"):
         NemorunLocalExecutor(partition="debug")
+    # A field the form left blank is the setting's default (None), not an empty partition sbatch would refuse
+    blank = NemorunSlurmExecutor(partition="  ", account="")
+    assert blank.partition is None and blank.account is None
