@@ -60,11 +60,12 @@ def _cli(home: str, *args: str, timeout: float = 180) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _cell(root: str, backend: str, point: str, value: int, seconds: float = cells.JOB_SECONDS) -> dict:
+def _cell(root: str, backend: str, point: str, value: int, seconds: float | None = None) -> dict:
     local = os.path.join(root, backend, point)
     marks = cells.marker_dir(backend, os.path.join(local, "marks"))
     return {"backend": backend, "kill_at": point, "flag": os.path.join(local, "flag"), "marks": marks,
-            "marker": f"{marks}/runs", "home": os.path.join(local, "home"), "value": value, "seconds": seconds}
+            "marker": f"{marks}/runs", "home": os.path.join(local, "home"), "value": value,
+            "seconds": cells.job_seconds(point) if seconds is None else seconds}
 
 
 def _job(cell: dict):

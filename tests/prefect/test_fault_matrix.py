@@ -65,11 +65,12 @@ def served(prefect_server, tmp_path_factory):
             proc.kill(signal.SIGTERM, grace=20.0)
 
 
-def _cell(root: str, backend: str, point: str, value: int, seconds: float = cells.JOB_SECONDS) -> dict:
+def _cell(root: str, backend: str, point: str, value: int, seconds: float | None = None) -> dict:
     local = os.path.join(root, "cells", backend, point or "cancel")
     marks = cells.marker_dir(backend, os.path.join(local, "marks"))
     return {"backend": backend, "kill_at": point, "flag": os.path.join(local, "flag"), "marks": marks,
-            "marker": f"{marks}/runs", "value": value, "seconds": seconds}
+            "marker": f"{marks}/runs", "value": value,
+            "seconds": cells.job_seconds(point) if seconds is None else seconds}
 
 
 def _kill_and_restart(served, cell: dict) -> dict:
