@@ -13,6 +13,8 @@ type checkers (through the ``TYPE_CHECKING`` block) all see the same curated lis
 
 from __future__ import annotations
 
+import sys
+
 from nemorun_core.lazy import lazy_exports
 from nemorun_core._version import __version__
 
@@ -36,6 +38,10 @@ _EXPORTS: dict[str, str] = {
     "walk": "nemorun_core.config.tree",
     "broadcast": "nemorun_core.config.tree",
     "diff": "nemorun_core.config.tree",
+    "OptionalDefaultConfig": "nemorun_core.config.buildable",
+    "OptionalDefaultPartial": "nemorun_core.config.buildable",
+    "get_nemorun_home": "nemorun_core.home",
+    "set_nemorun_home": "nemorun_core.home",
     # execution
     "Executor": "nemorun_core.executors.base",
     "JobHandle": "nemorun_core.executors.base",
@@ -58,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "SlurmResources": "nemorun_core.executors.slurm",
     "DockerExecutor": "nemorun_core.executors.docker",
     "DockerImagePackager": "nemorun_core.executors.docker",
+    "RayExecutor": "nemorun_core.executors.ray",
     # experiments
     "run": "nemorun_core.experiment.launch",
     "Experiment": "nemorun_core.experiment.experiment",
@@ -67,7 +74,7 @@ _EXPORTS: dict[str, str] = {
     # command line
     "cli_command": "nemorun_core.cli.entrypoint",
 }
-_SUBMODULES = frozenset({"cli", "config", "errors", "executors", "experiment", "launchers", "packaging"})
+_SUBMODULES = frozenset({"cli", "config", "errors", "executors", "experiment", "launchers", "packaging", "ray"})
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
@@ -76,19 +83,47 @@ __getattr__, __dir__ = lazy_exports("nemorun_core", _EXPORTS, globals(), submodu
                                     extra=["__version__"])
 
 
+class _Package(type(sys)):  # type(sys) is ModuleType, without importing `types`
+    """This package's module type: it keeps ``run`` the function ``run.run``.
+
+    NeMo Run's module paths include a subpackage named ``run`` (``nemorun_core.run.experiment``, see
+    nemorun_core/run/__init__.py). Importing any module of it makes the import system bind the subpackage as the
+    attribute ``run`` of this package, which would hide the function. That binding is refused: ``run`` stays (or,
+    until first used, lazily becomes) the function, and the subpackage's modules are still found through
+    ``sys.modules`` by every import statement.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "run" and isinstance(value, type(sys)) and value.__name__ == f"{self.__name__}.run":
+            return
+        super().__setattr__(name, value)
+
+    def __reduce__(self) -> tuple:
+        # Pickled by name, as any module is: cloudpickle sends a task function defined in a script (``__main__``)
+        # with the globals it uses, ``run`` among them, and its module reducer matches ModuleType exactly.
+        import importlib
+
+        return importlib.import_module, (self.__name__,)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from nemorun_core import cli, config, errors, executors, experiment, launchers, packaging
+    from nemorun_core import cli, config, errors, executors, experiment, launchers, packaging, ray
     from nemorun_core.cli.entrypoint import cli_command
     from nemorun_core.cli.partial_fn import partial
     from nemorun_core.config.autoconvert import autoconvert
-    from nemorun_core.config.buildable import Config, Partial
+    from nemorun_core.config.buildable import Config, OptionalDefaultConfig, OptionalDefaultPartial, Partial
     from nemorun_core.config.building import build
     from nemorun_core.config.script import Script
     from nemorun_core.config.tree import broadcast, diff, walk
+    from nemorun_core.home import get_nemorun_home, set_nemorun_home
     from nemorun_core.config.validation import validate, validation_rule
     from nemorun_core.executors.base import Executor, JobHandle, JobState, JobStatus
     from nemorun_core.executors.local import LocalExecutor
     from nemorun_core.executors.docker import DockerExecutor, DockerImagePackager
+    from nemorun_core.executors.ray import RayExecutor
     from nemorun_core.executors.slurm import SlurmExecutor, SlurmResources
     from nemorun_core.experiment.experiment import Experiment
     from nemorun_core.experiment.launch import run

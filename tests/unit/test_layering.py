@@ -33,6 +33,7 @@ LAYERS = ("bottom", "config", "tunnel", "packaging", "launchers", "executors", "
 # Top-level modules of nemorun_core and the layer each belongs to; a new one must be placed here.
 TOP_LEVEL = {
     "nemorun_core.errors": "bottom",
+    "nemorun_core.initargs": "bottom",  # constructor-argument checks (executors, packagers)
     "nemorun_core.secrets": "bottom",
     "nemorun_core.home": "bottom",
     "nemorun_core.jobfiles": "bottom",
@@ -48,6 +49,7 @@ TOP_LEVEL = {
 }
 SUBPACKAGE_LAYERS = {name: name for name in LAYERS if name not in ("bottom", "api", "orchestrators")}
 SUBPACKAGE_LAYERS["core"] = "api"  # NeMo Run's module paths (nemo_run.core.execution.slurm...): public re-exports
+SUBPACKAGE_LAYERS["run"] = "api"  # NeMo Run's nemo_run.run.experiment, nemo_run.run.plugin...: public re-exports
 
 # Documented re-export shims that keep an old import path working after its implementation moved up a layer
 # (importer -> imported). Each one imports lazily and holds no code of its own.
