@@ -190,15 +190,22 @@ class CustomValidationPlugin(run.Plugin):
                 raise ValueError("Learning rate must be positive")
 
 
-def read_env() -> dict:
-    return {k: os.environ.get(k) for k in ("LOG_LEVEL", "ENABLE_MONITORING")}
+def read_env(learning_rate: float = 3e-4, logging: dict | None = None) -> dict:
+    return {"logging": logging, **{k: os.environ.get(k) for k in ("LOG_LEVEL", "ENABLE_MONITORING")}}
 
 
 def plugins() -> None:
     plugins = [AdvancedLoggingPlugin(log_level="DEBUG"), ResourceMonitoringPlugin(), CustomValidationPlugin()]
     config = run.Partial(read_env)
     executor = run.LocalExecutor()
-    assert run.run(config, executor=executor, plugins=plugins) == {"LOG_LEVEL": "DEBUG", "ENABLE_MONITORING": "true"}
+    assert run.run(config, executor=executor, plugins=plugins) == {
+        "logging": {"level": "DEBUG", "file": None, "wandb": True}, "LOG_LEVEL": "DEBUG", "ENABLE_MONITORING": "true"}
+    try:  # the validation plugin reads task.config: a learning rate that is not positive is refused
+        run.run(run.Partial(read_env, learning_rate=-1), executor=executor, plugins=plugins)
+    except run.errors.PluginError as exc:
+        assert "Learning rate must be positive" in str(exc)
+    else:
+        raise AssertionError("CustomValidationPlugin let learning_rate=-1 run")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,19 @@ import os
 import sys
 from typing import Any, Iterable, Sequence
 
-from nemorun_core.errors import ExperimentError, JobFailedError, PluginError, did_you_mean
+from nemorun_core.errors import ExperimentError, JobFailedError, NemorunError, did_you_mean
 from nemorun_core.executors.base import Capability, Executor, JobState, JobStatus
 from nemorun_core.experiment import driver, persist
+from nemorun_core.experiment.options import (
+    Console,
+    check_log_level,
+    check_positive_int,
+    goodbye,
+    log_level_scope,
+    resolve_naming,
+    unknown_argument,
+)
+from nemorun_core.experiment.plugin import apply_plugins, check_plugins, plugin_name
 from nemorun_core.experiment.store import Store, check_name
 from nemorun_core.experiment.tasks import (
     TaskRef,
@@ -39,63 +49,110 @@ _NOT_RUN = "skipped: dependency {dep!r} ended {state}"
 class Experiment:
     """A set of tasks run together and recorded in the store.
 
+    Both spellings work: the spec's ``Experiment(name="llm_finetuning", description=...)`` and NeMo Run's
+    ``Experiment("My Experiment", executor=..., log_level="INFO")``, whose first argument is the title.
+
     Args:
-        name: short name, used in the experiment id (``<name>_<YYYYmmdd_HHMMSS>_<6 hex>``); defaults to the title, the
-            launching script's name, or ``"experiment"``.
+        title_or_name: NeMo Run's title, by position: given alone it is the title and gives the name too (made
+            safe for a path: ``"My Experiment"`` -> ``My-Experiment``); given with ``title=``, it is the name.
         title: a human title (may contain spaces); ``Experiment.from_title`` finds the latest with it.
+        executor: the default executor of tasks added without one (default: ``LocalExecutor()``).
+        name: short name, used in the experiment id (``<name>_<YYYYmmdd_HHMMSS>_<6 hex>``), checked as given;
+            defaults to the title, the launching script's name, or ``"experiment"``.
         description: free text kept in the metadata.
         tags: labels kept in the metadata and the index.
-        executor: the default executor of tasks added without one (default: ``LocalExecutor()``).
-        home: the store's directory (default ``$NEMORUN_HOME`` or ``~/.nemorun``).
+        id: the experiment id to use instead of a generated one (NeMo Run's ``id=``); it must not be in the store.
+        home: the store's directory (default ``$NEMORUN_HOME`` or ``~/.nemorun``); ``base_dir`` is NeMo Run's name.
+        log_level: nemorun's logging level while it runs (``"INFO"``, ``"WARN"``, ...); above INFO the per-task
+            progress lines are not printed.
+        clean_mode: print nothing beyond the tasks' own output (no progress, no status table or hint at the end).
+        threadpool_workers: the most submissions or status calls made at once. This scheduler makes them one at a
+            time (each backend call covers many jobs), so every positive value is respected.
+        skip_status_at_exit: do not print the status table when a ``with`` block that ran the experiment ends.
+        enable_goodbye_message: print how to find the experiment again when such a block ends (default True).
     """
 
     def __init__(
         self,
-        name: str | None = None,
+        title_or_name: str | None = None,
+        /,
+        executor: Executor | None = None,
         *,
+        name: str | None = None,
         title: str | None = None,
         description: str = "",
         tags: Iterable[str] = (),
-        executor: Executor | None = None,
+        id: str | None = None,  # noqa: A002 - NeMo Run's name
         home: str | None = None,
+        base_dir: str | None = None,
+        log_level: str | int = "INFO",
+        clean_mode: bool = False,
+        threadpool_workers: int = 16,
+        skip_status_at_exit: bool = False,
+        enable_goodbye_message: bool = True,
+        **unknown: Any,
     ):
+        if unknown:
+            raise unknown_argument(sorted(unknown)[0])
+        name, title = resolve_naming(title_or_name, name, title)
         if name is None:
             name = _default_experiment_name(title)
         self.name = check_name(name, "experiment name")
         self.title = title or name
         self.description = description
         self.tags = [str(t) for t in tags]
+        if executor is not None and not isinstance(executor, Executor):
+            raise ExperimentError(f"Experiment executor must be an executor such as run.LocalExecutor(), got "
+                                  f"{executor!r}")
         self.default_executor = executor
-        self.store = Store(home)
+        if home is not None and base_dir is not None and os.path.abspath(home) != os.path.abspath(base_dir):
+            raise ExperimentError(f"Experiment got home={home!r} and base_dir={base_dir!r}: they name the same "
+                                  "store directory; pass one of them")
+        self.store = Store(home or base_dir)
+        if id is not None:
+            check_name(id, "experiment id")
+        self.requested_id = id
+        self.console = Console(check_log_level(log_level, "Experiment"), bool(clean_mode),
+                               bool(skip_status_at_exit), bool(enable_goodbye_message))
+        self.threadpool_workers = check_positive_int(threadpool_workers, "Experiment threadpool_workers")
         self.id: str | None = None
         self.dir: str | None = None
         self.created_at: float | None = None
         self._tasks: dict[str, TaskSpec] = {}
         self._launched = False
+        self._ran_here = False  # run() was called on this object (for what the `with` block prints at its end)
+        self._quiet_run = True
+        self._direct_values: dict[str, Any] = {}  # what the tasks returned in a run(direct=True)
         self._dry = False  # a dry run stands for the `with` block's run: leaving the block starts nothing
 
     # -- building the experiment ---------------------------------------------------------------------------------
     def add(
         self,
         task: Any,
-        *,
         executor: Executor | None = None,
         name: str | None = None,
-        dependencies: Sequence[TaskRef | str] = (),
-        plugins: Sequence[Any] = (),
+        plugins: Any = None,
+        tail_logs: bool = False,
+        dependencies: Sequence[TaskRef | str] | None = None,
         **kwargs: Any,
     ) -> TaskRef:
-        """Add a task; return a reference to use in ``dependencies`` and as ``ref.output`` in later tasks.
+        """Add a task; return its id, for ``dependencies=[...]`` and as ``ref.output`` in later tasks.
 
         Args:
             task: a ``run.Config`` / ``run.Partial`` / ``run.Script``, or a function whose keyword arguments follow.
+                A list of tasks (NeMo Run's job group) is refused with what to do instead.
             executor: where it runs (default: the experiment's executor, else ``LocalExecutor()``). The task gets its
                 own copy, so plugins and later changes do not leak between tasks.
-            name: unique task name (letters, digits, ``_.-``); default: the function's or script's name, suffixed
-                ``-2``, ``-3`` when taken.
-            dependencies: tasks that must succeed before this one starts.
-            plugins: ``run.Plugin`` objects whose ``setup(task, executor)`` runs now; raising rejects the task.
+            name: the task's name (letters, digits, ``_.-``); default: the function's or script's name. A name
+                already taken is made unique as NeMo Run does: ``train``, ``train_1``, ``train_2``.
+            plugins: a ``run.Plugin`` or a list of them, whose ``setup(task, executor)`` runs now (with
+                ``task.config`` to read and set the task's arguments); raising rejects the task.
+            tail_logs: print this task's log lines as they come while the experiment runs.
+            dependencies: tasks (the ids ``add`` returned, or names) that must succeed before this one starts.
             **kwargs: arguments of ``task`` when it is a plain function.
+
+        Returns:
+            The task's id: a ``str`` (its name, as NeMo Run's ``add`` returns) with ``.output`` and ``.dir``.
 
         Raises:
             ExperimentError: bad name, unknown dependency or reference, experiment already launched.
@@ -103,17 +160,17 @@ class Experiment:
         """
         if self._launched:
             raise ExperimentError(f"experiment {self.id!r} was already launched; create a new Experiment to add tasks")
-        spec_task = normalize_task(task, kwargs)
-        if name is None:
-            name = self._unique_name(default_name(spec_task))
-        check_name(name, "task name")
-        if name in self._tasks:
+        if isinstance(task, (list, tuple)):
             raise ExperimentError(
-                f"a task named {name!r} is already in the experiment; pass a different name= to add()"
-            )
+                "exp.add([task1, task2], ...) (a NeMo Run job group, its tasks run together in one allocation) is "
+                "not supported: add each task on its own (they run in parallel unless one depends on another)")
+        plugin_list = check_plugins(plugins, "exp.add")
+        spec_task = normalize_task(task, kwargs)
+        base = default_name(spec_task) if not name else check_name(name, "task name")  # NeMo Run's default is ""
+        name = self._unique_name(base)
         deps = []
-        for dep in dependencies:
-            dep_name = dep.name if isinstance(dep, TaskRef) else dep
+        for dep in dependencies or ():
+            dep_name = str(dep) if isinstance(dep, str) else dep
             if not isinstance(dep_name, str) or dep_name not in self._tasks:
                 raise ExperimentError(
                     f"task {name!r} depends on {dep_name!r}, which is not in the experiment"
@@ -132,15 +189,9 @@ class Experiment:
         if not isinstance(chosen, Executor):
             raise ExperimentError(f"executor of task {name!r} must be an executor such as run.LocalExecutor(), "
                                   f"got {chosen!r}")
-        spec = TaskSpec(name, spec_task, chosen.clone(), deps, [getattr(p, "name", type(p).__name__) for p in plugins])
-        for plugin in plugins:
-            try:
-                plugin.setup(spec.task, spec.executor)
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {getattr(plugin, 'name', type(plugin).__name__)} rejected task {name!r}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+        spec = TaskSpec(name, spec_task, chosen.clone(), deps, [plugin_name(p) for p in plugin_list],
+                        tail_logs=bool(tail_logs))
+        apply_plugins(plugin_list, spec.task, spec.executor, name)
         check_task(spec)
         self._tasks[name] = spec
         return TaskRef(name)
@@ -148,10 +199,16 @@ class Experiment:
     def _unique_name(self, base: str) -> str:
         if base not in self._tasks:
             return base
-        n = 2
-        while f"{base}-{n}" in self._tasks:
+        n = 1
+        while f"{base}_{n}" in self._tasks:
             n += 1
-        return f"{base}-{n}"
+        return check_name(f"{base}_{n}", "task name")
+
+    @property
+    def jobs(self) -> list[TaskSpec]:
+        """The tasks, in the order added (NeMo Run's ``exp.jobs``): each has ``id``, ``task``, ``executor``,
+        ``dependencies``, ``handle`` and ``state``. Same as :meth:`task_specs`."""
+        return self.task_specs()
 
     @property
     def tasks(self) -> list[str]:
@@ -181,8 +238,13 @@ class Experiment:
         return self._spec(name)
 
     # -- running ------------------------------------------------------------------------------------------------------
-    def dryrun(self, *, print_out: bool = True) -> dict[str, Any]:
-        """What each task would submit (its executor's ``dryrun``), without writing or starting anything."""
+    def dryrun(self, log: bool | None = None, *, print_out: bool = True) -> dict[str, Any]:
+        """What each task would submit (its executor's ``dryrun``), without writing or starting anything.
+
+        ``log`` is NeMo Run's name for ``print_out``: whether to print the requests.
+        """
+        if log is not None:
+            print_out = bool(log)
         from nemorun_core.experiment.tasks import make_job
 
         from nemorun_core.executors.jobkey import JobKey
@@ -190,7 +252,7 @@ class Experiment:
         self._dry = True
         # Before its first run an experiment has no id; the request shows the shape one will have (name, date,
         # time, random part), spelled so that it is a valid key and path, as the real one will be.
-        exp_id = self.id or f"{self.name}_YYYYMMDD_HHMMSS_xxxxxx"
+        exp_id = self.id or self.requested_id or f"{self.name}_YYYYMMDD_HHMMSS_xxxxxx"
         requests = {}
         for spec in self._tasks.values():
             job_dir = os.path.join(self.store.experiments_dir, exp_id, "tasks", spec.name)
@@ -211,6 +273,7 @@ class Experiment:
         dryrun: bool = False,
         quiet: bool = False,
         outage_timeout: float | None = None,
+        direct: bool = False,
     ) -> "Experiment":
         """Launch the tasks, independent ones in parallel, each after its dependencies succeeded.
 
@@ -225,6 +288,10 @@ class Experiment:
             outage_timeout: seconds to keep retrying while a backend cannot be reached (a cut SSH session): the
                 jobs keep running meanwhile. Default ``$NEMORUN_OUTAGE_TIMEOUT`` or 300; past it ``OutageError``
                 says which jobs still run and how to re-attach.
+            direct: run every task in this process, one after another in the order added (NeMo Run's direct
+                mode): nothing is submitted or recorded in the store, ``result(name)`` gives the values, and a task
+                that raises stops the run with its exception. Only ``LocalExecutor`` tasks fit (their ``env_vars``
+                are set for the call); ``{name.dir}`` references have no directory to point to.
 
         Without ``detach`` this blocks until every task has ended. A failed task stops its dependents (they end
         CANCELLED, with a message naming the dependency); other tasks go on. Ctrl-C cancels the running tasks.
@@ -232,6 +299,8 @@ class Experiment:
         if dryrun:
             self.dryrun()
             return self
+        if direct:
+            return self._run_direct(detach=detach)
         if self._launched:
             why = self.interruption() if self.dir else None
             raise ExperimentError(f"experiment {self.id!r} was already run; "
@@ -245,15 +314,38 @@ class Experiment:
         from nemorun_core.experiment.scheduler import Scheduler
 
         # Made first: a bad outage limit fails before anything is started or written.
+        quiet = quiet or self.console.quiet
+        self._quiet_run = quiet
         scheduler = Scheduler(self, limit=limit, tail_logs=tail_logs, quiet=quiet, outage_timeout=outage_timeout)
         self._launched = True
+        self._ran_here = True
         for spec in self._tasks.values():
             spec.executor.warm_up()  # e.g. start the local fork server now, so it is ready by the first submission
         persist.materialize(self, {"max_concurrent": limit, "detach": detach, "outage_timeout": outage_timeout})
         driver.record_launcher(self, "run")  # before any submission: who submits the rest
         return self._drive(scheduler, detach=detach, quiet=quiet)
 
+    def _run_direct(self, *, detach: bool) -> "Experiment":
+        from nemorun_core.experiment.direct import run_experiment_direct
+
+        if detach:
+            raise ExperimentError("exp.run(direct=True) runs the tasks here and now, so detach=True cannot apply; "
+                                  "drop one of them")
+        if self._launched:
+            raise ExperimentError(f"experiment {self.id or self.name!r} was already run; use exp.reset() for a "
+                                  "fresh copy")
+        if not self._tasks:
+            raise ExperimentError("the experiment has no tasks; add some with exp.add(...) before exp.run()")
+        self._launched = True
+        with log_level_scope(self.console.log_level):
+            self._direct_values = run_experiment_direct(list(self._tasks.values()))
+        return self
+
     def _drive(self, scheduler: Any, *, detach: bool, quiet: bool) -> "Experiment":
+        with log_level_scope(self.console.log_level):
+            return self._drive_now(scheduler, detach=detach, quiet=quiet)
+
+    def _drive_now(self, scheduler: Any, *, detach: bool, quiet: bool) -> "Experiment":
         if detach:
             scheduler.launch_detached()
             return self
@@ -330,6 +422,15 @@ class Experiment:
         # Tasks added in a `with` block and never run are run on a clean exit: that is what the block means.
         if exc_type is None and not self._launched and not self._dry and self._tasks:
             self.run()
+        if exc_type is None and self._ran_here and not self._quiet_run and self.id:
+            # What NeMo Run prints when its block ends: the tasks' states and how to find the experiment again.
+            if not self.console.skip_status_at_exit:
+                try:
+                    self.status()
+                except (NemorunError, OSError) as exc:  # the run itself went well: say why there is no table
+                    print(f"[{self.id}] no status table: {exc}", file=sys.stderr)
+            if self.console.goodbye:
+                print(goodbye(self.id, list(self._tasks)), file=sys.stderr)
 
     # -- inspecting ---------------------------------------------------------------------------------------------------
     def _spec(self, name: str) -> TaskSpec:
@@ -394,12 +495,27 @@ class Experiment:
                 return worst.value
         return JobState.SUCCEEDED.value
 
-    def status(self, *, quiet: bool = False) -> dict[str, dict[str, Any]]:
-        """Print a table of the tasks (unless ``quiet``) and return it as a dict: name -> state, message, ..."""
+    def status(self, return_dict: bool | None = None, *, quiet: bool = False) -> dict[str, dict[str, Any]] | None:
+        """Print a table of the tasks (unless ``quiet``) and return it as a dict: name -> state, message, ...
+
+        Args:
+            return_dict: NeMo Run's switch: ``True`` returns the dict without printing, ``False`` prints and returns
+                None; left out, the table is printed and the dict returned.
+            quiet: do not print.
+
+        Each entry has ``state`` (the ``JobState`` value), ``status`` (the ``JobState``), ``message``,
+        ``exit_code``, ``executor``, ``job_id``, ``dependencies``, ``log`` and ``local_dir`` (the task's directory
+        in the store).
+        """
+        if return_dict is not None and not isinstance(return_dict, bool):
+            raise ExperimentError(f"status(return_dict=) must be True or False, got {return_dict!r}")
+        quiet = quiet or return_dict is True
         statuses = self.refresh()
         report = {
             name: {
                 "state": st.state.value,
+                "status": st.state,
+                "local_dir": self.store.task_dir(self.dir, name) if self.dir else None,
                 "message": st.message,
                 "exit_code": st.exit_code,
                 "executor": spec.executor.backend,
@@ -416,15 +532,19 @@ class Experiment:
             why = self.interruption()
             if why:
                 print(f"{self.id} is {driver.INTERRUPTED}: {why}")
-        return report
+        return None if return_dict is False else report
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None,
-             outage_timeout: float | None = None) -> str:
+             outage_timeout: float | None = None, regex: str | None = None) -> str:
         """The log of task ``name`` as text (the last ``tail`` lines if given); ``follow`` streams it to stdout.
+
+        ``name`` is the task's name, which is the id ``exp.add`` returned. ``regex`` keeps only the lines it
+        matches (``re.search``), as NeMo Run's ``exp.logs(job_id, regex=...)``; ``tail`` counts matching lines.
 
         While following, a backend that cannot be reached is retried for up to ``outage_timeout`` seconds (default
         ``$NEMORUN_OUTAGE_TIMEOUT`` or 300), resuming after the last line printed, so no line is lost or repeated.
         """
+        keep = _line_filter(regex)
         spec = self._spec(name)
         if spec.handle is None:
             raise ExperimentError(f"task {name!r} has not been submitted, so it has no log yet")
@@ -439,9 +559,10 @@ class Experiment:
             if tail is not None:  # start `tail` lines before the current end, then keep following
                 start = max(0, outage.call(lambda: sum(1 for _ in spec.executor.logs(handle))) - max(tail, 0))
             for line in follow_lines(spec.executor, handle, offset=start, outage=outage):
-                print(line, flush=True)
+                if keep(line):
+                    print(line, flush=True)
             return ""
-        lines = list(spec.executor.logs(spec.handle))
+        lines = [line for line in spec.executor.logs(spec.handle) if keep(line)]
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
         return "\n".join(lines)
@@ -463,6 +584,8 @@ class Experiment:
         from nemorun_core.experiment.results import read_result
 
         spec = self._spec(name)
+        if name in self._direct_values:
+            return self._direct_values[name]
         status = self.refresh()[name]
         if status.state is JobState.SUCCEEDED:
             return read_result(spec)
@@ -475,7 +598,8 @@ class Experiment:
         from nemorun_core.experiment.results import read_result
 
         statuses = self.refresh()
-        return {n: read_result(self._tasks[n]) for n, st in statuses.items() if st.state is JobState.SUCCEEDED}
+        return {n: self._direct_values[n] if n in self._direct_values else read_result(self._tasks[n])
+                for n, st in statuses.items() if st.state is JobState.SUCCEEDED}
 
     def metrics(self, name: str) -> list[dict[str, Any]]:
         """The records task ``name`` logged with ``nemorun_core.log_metrics``, oldest first."""
@@ -531,9 +655,10 @@ class Experiment:
 
     # -- the store ----------------------------------------------------------------------------------------------------
     @classmethod
-    def from_id(cls, exp_id: str, *, home: str | None = None) -> "Experiment":
-        """Load an experiment from the store by its id (``name_YYYYmmdd_HHMMSS_<6 hex>``)."""
-        return persist.load(cls, Store(home), exp_id)
+    def from_id(cls, id: str, *, home: str | None = None) -> "Experiment":  # noqa: A002 - NeMo Run's name
+        """Load an experiment from the store by its id (``name_YYYYmmdd_HHMMSS_<6 hex>``, or the ``id=`` it was
+        given)."""
+        return persist.load(cls, Store(home), id)
 
     @classmethod
     def from_title(cls, title: str, *, home: str | None = None) -> "Experiment":
@@ -551,17 +676,28 @@ class Experiment:
         store = Store(home)
         return driver.mark_interrupted(store, store.list())
 
-    def rerun(self, **run_kwargs: Any) -> "Experiment":
-        """Run the same tasks, configurations and executors again, as a new experiment; returns it."""
+    def reset(self) -> "Experiment":
+        """A new experiment with the same title, tasks, configurations and executors, not run yet (NeMo Run's
+        ``exp.reset()``): run it (or add to it) as a new experiment with its own id.
+
+        Raises:
+            ExperimentError: a task's code cannot be imported in this process (loaded from another environment).
+        """
         import copy
 
-        fresh = Experiment(self.name, title=self.title, description=self.description, tags=self.tags,
+        fresh = Experiment(name=self.name, title=self.title, description=self.description, tags=self.tags,
                            home=self.store.root)
+        fresh.console = self.console
         for name, spec in self._tasks.items():
             if isinstance(spec.task, UnloadedTask):
                 spec.task.require(name)
             fresh._tasks[name] = TaskSpec(name, copy.deepcopy(spec.task), spec.executor.clone(),
-                                          list(spec.dependencies), list(spec.plugins))
+                                          list(spec.dependencies), list(spec.plugins), tail_logs=spec.tail_logs)
+        return fresh
+
+    def rerun(self, **run_kwargs: Any) -> "Experiment":
+        """Run the same tasks, configurations and executors again, as a new experiment; returns it."""
+        fresh = self.reset()
         fresh.run(**run_kwargs)
         return fresh
 
@@ -579,6 +715,18 @@ def _log_location(spec: TaskSpec) -> str | None:
     if spec.handle is None:
         return None
     return spec.executor.log_location(spec.handle)
+
+
+def _line_filter(regex: str | None) -> Any:
+    import re
+
+    if regex is None:
+        return lambda line: True
+    try:
+        pattern = re.compile(regex)
+    except (re.error, TypeError) as exc:
+        raise ExperimentError(f"logs(regex={regex!r}) is not a valid regular expression: {exc}") from None
+    return lambda line: pattern.search(line) is not None
 
 
 def _default_experiment_name(title: str | None) -> str:

@@ -47,7 +47,7 @@ def materialize(exp: Any, options: dict[str, Any]) -> None:
     store: Store = exp.store
     exp.created_at = time.time()
     try:
-        exp.id, exp.dir = store.create_experiment(exp.name, exp.created_at)
+        exp.id, exp.dir = store.create_experiment(exp.name, exp.created_at, exp_id=exp.requested_id)
         _write_experiment(exp, store, options)
     except BaseException:
         finish_snapshot(exp)  # it writes into the directory about to be removed
@@ -208,7 +208,7 @@ def load(cls: type, store: Store, exp_id: str) -> Any:
     meta_path = os.path.join(exp_dir, EXPERIMENT_FILE)
     meta = _load_meta(store, meta_path, exp_dir)
     try:
-        exp = cls(meta["name"], title=meta.get("title"), description=str(meta.get("description") or ""),
+        exp = cls(name=meta["name"], title=meta.get("title"), description=str(meta.get("description") or ""),
                   tags=meta.get("tags") or (), home=store.root)
     except ExperimentError as exc:
         raise StoreFileError(meta_path, f"holds an invalid experiment ({exc})",

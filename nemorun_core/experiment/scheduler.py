@@ -84,7 +84,9 @@ class Scheduler:
                  outage_timeout: float | None = None):
         self.exp = exp
         self.limit = limit
-        self.tail_logs = tail_logs
+        # Every task's log (run(tail_logs=True)), or only those added with exp.add(..., tail_logs=True).
+        self.tailed = {s.name for s in exp._tasks.values() if tail_logs or s.tail_logs}
+        self.tail_logs = bool(self.tailed)
         self.quiet = quiet
         self.prefix_logs = prefix_logs and len(exp._tasks) > 1
         self._offsets: dict[str, int] = {}
@@ -105,7 +107,7 @@ class Scheduler:
 
     def _tail(self, specs: Iterable[TaskSpec]) -> None:
         for spec in specs:
-            if spec.handle is not None:
+            if spec.handle is not None and spec.name in self.tailed:
                 self._outage.call(lambda: self._tail_one(spec))
 
     def _tail_one(self, spec: TaskSpec) -> None:

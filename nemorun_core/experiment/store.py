@@ -106,25 +106,32 @@ class Store:
                 )
 
     # -- experiments ------------------------------------------------------------------------------------------------
-    def create_experiment(self, name: str, stamp: float | None = None) -> tuple[str, str]:
-        """Reserve a new experiment id ``<name>_<YYYYmmdd_HHMMSS>_<6 hex>``; return (id, dir).
+    def create_experiment(self, name: str, stamp: float | None = None, *, exp_id: str | None = None
+                          ) -> tuple[str, str]:
+        """Reserve a new experiment id ``<name>_<YYYYmmdd_HHMMSS>_<6 hex>`` (or exactly ``exp_id``); return (id, dir).
 
         The random part makes ids unique across stores, not only within this one: remote job directories are
         ``<job_dir>/<id>/<task>``, so two users (or CI runners) on one cluster account who start a same-named
         experiment in the same second must never share a directory. The directory is created private (0700).
 
         Raises:
-            ExperimentError: the store is not a directory; NoSpaceError (an OSError): the disk is full.
+            ExperimentError: the store is not a directory, or ``exp_id`` is taken; NoSpaceError (an OSError): the
+                disk is full.
         """
         self.check_root()
         make_private_dirs(self.experiments_dir)
         base = f"{name}_{time.strftime('%Y%m%d_%H%M%S', time.localtime(stamp or time.time()))}"
+        chosen = exp_id
         for _ in range(100):
-            exp_id = f"{base}_{secrets.token_hex(3)}"
+            exp_id = chosen or f"{base}_{secrets.token_hex(3)}"
             path = os.path.join(self.experiments_dir, exp_id)
             try:
                 os.mkdir(path, PRIVATE_DIR)  # atomic: two processes never get the same id
             except FileExistsError:
+                if chosen:
+                    raise ExperimentError(
+                        f"experiment id {chosen!r} is already in {self.root}; pass another id=, or load that "
+                        f"experiment with Experiment.from_id({chosen!r})") from None
                 continue
             except OSError as exc:
                 raise_io_error(path, exc)

@@ -46,11 +46,19 @@ class _Placeholder(str):
         return (str, (str(self),))
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskRef:
-    """What ``Experiment.add`` returns: usable in ``dependencies=[...]`` and as ``"{name.output}"`` values."""
+class TaskRef(str):
+    """What ``Experiment.add`` returns: the task's id, usable in ``dependencies=[...]`` and as ``"{name.output}"``.
 
-    name: str
+    It is the task's name as a ``str`` (NeMo Run's ``add`` returns the job id, a string: it prints, compares and
+    hashes as the name), with the spec's references beside it: ``ref.output`` (``ref.output.path`` for one key of
+    it) and ``ref.dir``. Copies and pickles are the plain string.
+    """
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return str.__str__(self)
 
     @property
     def output(self) -> _Placeholder:
@@ -60,8 +68,8 @@ class TaskRef:
     def dir(self) -> _Placeholder:
         return _Placeholder(self.name, "dir")
 
-    def __str__(self) -> str:
-        return self.name
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (str.__str__(self),))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +101,19 @@ class TaskSpec:
     plugins: list[str] = dataclasses.field(default_factory=list)
     handle: JobHandle | None = None
     status: JobStatus | None = None
+    tail_logs: bool = False  # print its log lines while the experiment runs (exp.add(..., tail_logs=True))
+
+    @property
+    def id(self) -> str:
+        """NeMo Run's name for the task's id in ``exp.jobs``: its name."""
+        return self.name
+
+    @property
+    def state(self) -> Any:
+        """The last known ``JobState`` (PENDING before it was submitted); ``status`` has the message beside it."""
+        from nemorun_core.executors.base import JobState
+
+        return self.status.state if self.status is not None else JobState.PENDING
 
     @property
     def kind(self) -> str:

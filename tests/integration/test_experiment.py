@@ -235,13 +235,15 @@ def test_bad_experiment_inputs_are_rejected_before_anything_runs(home, call, fra
 
 def test_duplicate_task_names_and_bad_experiment_name(home):
     exp = run.Experiment("dups")
-    exp.add(_tasks.add, a=1, name="x")
-    with pytest.raises(ExperimentError, match="already in the experiment"):
-        exp.add(_tasks.add, a=2, name="x")
+    assert exp.add(_tasks.add, a=1, name="x") == "x"
+    assert exp.add(_tasks.add, a=2, name="x") == "x_1"  # made unique as NeMo Run does, not refused
     assert exp.add(_tasks.add, a=2).name == "add"
-    assert exp.add(_tasks.add, a=3).name == "add-2"
+    assert exp.add(_tasks.add, a=3).name == "add_1"
+    assert exp.tasks == ["x", "x_1", "add", "add_1"]
     with pytest.raises(ExperimentError, match="experiment name"):
-        run.Experiment("my experiment $(whoami)")
+        run.Experiment(name="my experiment $(whoami)")
+    titled = run.Experiment("my experiment $(whoami)")  # NeMo Run's title: the name is made safe from it
+    assert titled.title == "my experiment $(whoami)" and titled.name == "my-experiment-whoami"
 
 
 def test_from_id_works_where_the_task_code_is_not_importable(home, tmp_path):
