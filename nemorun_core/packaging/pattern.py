@@ -12,18 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import types
+from typing import Any, ClassVar, Mapping
 
 from nemorun_core.packaging._archive import ArchiveWriter
 from nemorun_core.packaging._globs import Glob, GlobSet
-from nemorun_core.packaging.base import Package, Packager, PackagingError
-
-
-def _as_list(value: str | list[str] | tuple[str, ...], field: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, (list, tuple)):
-        raise PackagingError(f"{field}: expected a pattern or a list of patterns, got {value!r}")
-    return list(value)
+from nemorun_core.packaging._args import as_patterns, check_bool
+from nemorun_core.packaging.base import Package, Packager, PackagerSettingError, PackagingError
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -35,24 +30,33 @@ class PatternPackager(Packager):
     it (copying whatever it points to, possibly a whole dataset, would be a surprise; a dangling link on the
     cluster too).
 
+    NeMo Run's spelling works too: ``include_pattern=`` is ``include``, and ``relative_path`` may be a list with
+    one directory per include pattern (each pattern's files are then relative to its own directory).
+
     Attributes:
         include: globs of what to package (a string or a list); ``"**"`` is everything. An absolute pattern must
             lie under ``relative_path`` and is made relative to it.
         exclude: globs of what to leave out, even when included (``"__pycache__"``, ``"*.pyc"``, ``"tests/"``).
         relative_path: the directory the patterns are relative to, which becomes the archive's root; default the
-            ``base_dir`` given to :meth:`package`; a relative path is taken from ``base_dir``.
+            ``base_dir`` given to :meth:`package`; a relative path is taken from ``base_dir``. A list gives one
+            directory per ``include`` pattern, in order.
         allow_empty: accept an include pattern that matches no file (by default that is an error, since it is
             most often a typo), and an empty package.
     """
 
-    include: list[str] = dataclasses.field(default_factory=lambda: ["**"])
-    exclude: list[str] = dataclasses.field(default_factory=list)
-    relative_path: str | None = None
+    include: str | list[str] = dataclasses.field(default_factory=lambda: ["**"])
+    exclude: str | list[str] = dataclasses.field(default_factory=list)
+    relative_path: str | list[str] | None = None
     allow_empty: bool = False
 
+    nemo_run_names: ClassVar[Mapping[str, str]] = types.MappingProxyType({"include_pattern": "include"})
+
     def __post_init__(self) -> None:
-        self.include = _as_list(self.include, "include")
-        self.exclude = _as_list(self.exclude, "exclude")
+        self.include = as_patterns(self.include, "PatternPackager.include")
+        self.exclude = as_patterns(self.exclude, "PatternPackager.exclude")
+        self.relative_path = _relative_paths(self.relative_path, len(self.include), "PatternPackager.relative_path",
+                                             "include")
+        check_bool(self.allow_empty, "PatternPackager.allow_empty")
 
     def package(self, base_dir: str, output_dir: str) -> Package:
         """Build the archive into ``output_dir`` (see :meth:`Packager.package`).
@@ -63,6 +67,17 @@ class PatternPackager(Packager):
             PackagingError: missing ``relative_path``, a malformed pattern, an include pattern matching nothing,
                 nothing to package, a symlink pointing outside, or an unwritable ``output_dir``.
         """
+        if isinstance(self.relative_path, list):  # one directory per pattern: merge one package per directory
+            from nemorun_core.packaging.hybrid import merge_packages  # here: hybrid imports this module
+
+            by_dir: dict[str, list[str]] = {}
+            for pattern, directory in zip(self.include, self.relative_path):
+                by_dir.setdefault(directory, []).append(pattern)
+            items = [("", f"include {patterns!r} (relative_path {directory!r})",
+                      dataclasses.replace(self, include=patterns, relative_path=directory))
+                     for directory, patterns in by_dir.items()]
+            return merge_packages(items, base_dir, output_dir, owner="PatternPackager",
+                                  fix="exclude it from one of the patterns, or give them one relative_path")
         root = os.path.abspath(os.path.join(base_dir, os.fspath(self.relative_path or ".")))
         if not os.path.isdir(root):
             what = "relative_path" if self.relative_path else "base_dir"
@@ -82,6 +97,29 @@ class PatternPackager(Packager):
             for rel in files:
                 writer.add_path(rel, os.path.join(root, rel))
             return writer.finish()
+
+
+def _relative_paths(value: Any, patterns: int, path: str, of: str) -> str | list[str] | None:
+    """A directory (str), one directory per pattern (a list as long as ``of``), or None; a path-like as a str."""
+    if value is None or value == "":  # NeMo Run's default relative_path is ""
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if not isinstance(value, (list, tuple)):
+        raise PackagerSettingError(f"must be a directory, or a list of one directory per {of} pattern, got "
+                                   f"{value!r}", path=path)
+    dirs = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    bad = [v for v in dirs if not isinstance(v, str)]
+    if bad:
+        raise PackagerSettingError(f"items must be directories (strings), got {bad[0]!r}", path=path)
+    if len(dirs) == 1:
+        return dirs[0]
+    if len(dirs) != patterns:
+        raise PackagerSettingError(f"has {len(dirs)} directories for {patterns} {of} pattern(s): give one directory "
+                                   f"per pattern, in order, or a single directory for all", path=path)
+    return dirs
 
 
 def _relative_to(pattern: str, root: str) -> str:
