@@ -29,6 +29,9 @@ from typing import Any, Callable, Sequence
 from nemorun_core.errors import ConfigError, NemorunError
 
 
+_TYPES = ("task", "experiment")
+
+
 @dataclasses.dataclass(frozen=True)
 class EntrypointInfo:
     """What a decorator recorded about a CLI function.
@@ -40,6 +43,14 @@ class EntrypointInfo:
         default_executor: the executor used when the command line names none; None runs in-process.
         help: a summary that replaces the docstring's in ``--help``.
         require_confirmation: ask "Launch? [y/N]" on a terminal before launching on an executor.
+        name: the command's name (``nemorun NAMESPACE NAME``); defaults to the function's name.
+        type: ``"task"`` (the function is the task) or ``"experiment"`` (the function takes ``ctx:
+            run.cli.RunContext`` and launches what it builds with ``ctx.launch``).
+        enable_executor: offer the executor options (``--executor``, ``executor=...``); False always calls the
+            function in this process.
+        default_factory: the base config when the command line gives no ``--factory``/``--yaml``: a function
+            returning a ``run.Partial`` of the task (or the name of a registered task factory).
+        default_plugins: ``run.Plugin`` objects (or configs of them, or a list) applied when the task launches.
     """
 
     kind: str = "entrypoint"
@@ -47,12 +58,24 @@ class EntrypointInfo:
     default_executor: Any = None
     help: str | None = None
     require_confirmation: bool = True
+    name: str | None = None
+    type: str = "task"
+    enable_executor: bool = True
+    default_factory: Any = None
+    default_plugins: Any = None
 
 
 def _wrap(fn: Callable[..., Any], info: EntrypointInfo) -> Callable[..., Any]:
     target = getattr(fn, "__nemorun_wrapped__", fn)
     if not callable(target):
         raise TypeError(f"@run.cli.{info.kind} decorates a function, got {fn!r}")
+    if info.type == "experiment":
+        from nemorun_core.cli.context import context_parameter
+
+        if context_parameter(target) is None:
+            raise TypeError(f"@run.cli.entrypoint(type='experiment') on {target.__name__}: an experiment entrypoint "
+                            "takes the run context as a parameter; add `ctx: run.cli.RunContext` as its first "
+                            "parameter and launch with ctx.launch(exp)")
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -67,6 +90,10 @@ def _wrap(fn: Callable[..., Any], info: EntrypointInfo) -> Callable[..., Any]:
 
     run_main.__doc__ = f"Run {target.__name__} from the command line (see nemorun_core.cli.main)."
     wrapper.main = run_main  # type: ignore[attr-defined]
+    if info.namespace is not None:
+        from nemorun_core.cli.catalog import register_entrypoint
+
+        register_entrypoint(info.namespace, info.name or target.__name__, wrapper)
     return wrapper
 
 
@@ -74,34 +101,74 @@ def entrypoint(
     fn: Callable[..., Any] | None = None,
     *,
     namespace: str | None = None,
-    default_executor: Any = None,
+    name: str | None = None,
     help: str | None = None,  # noqa: A002 - the spec's name for it
+    skip_confirmation: bool = False,
+    enable_executor: bool = True,
+    default_factory: Any = None,
+    default_executor: Any = None,
+    default_plugins: Any = None,
+    type: str = "task",  # noqa: A002 - NeMo Run's name for it
     require_confirmation: bool = True,
 ) -> Any:
     """Make ``fn`` a command line: ``python train.py model.hidden_size=1024``. Usable bare or with options.
 
     Args:
         fn: the task function. Its parameters become overridable paths; its docstring becomes ``--help``.
-        namespace: the group the ``nemorun`` console script lists it under.
+        namespace: the group the ``nemorun`` console script lists it under (and :func:`list_entrypoints`).
+        name: the command's name within its namespace; defaults to the function's name.
+        help: the summary shown by ``--help`` instead of the docstring's first paragraph.
+        skip_confirmation: never ask before launching (NeMo Run's spelling of ``require_confirmation=False``).
+        enable_executor: offer the executor options; False always calls the function in this process.
+        default_factory: the base config when the command line gives none: a function returning a
+            ``run.Partial`` of ``fn`` (or the name of a task factory registered for ``fn``).
         default_executor: run through this executor (a ``run.Config`` of one, or an instance) unless the command
             line says otherwise (``--executor``/``executor=...``).
-        help: the summary shown by ``--help`` instead of the docstring's first paragraph.
+        default_plugins: a ``run.Plugin`` (or a config of one, or a list) applied when the task launches.
+        type: ``"task"``, or ``"experiment"`` for a function taking ``ctx: run.cli.RunContext`` that builds and
+            launches an experiment itself (``ctx.launch(exp)``).
         require_confirmation: ask before launching on an executor when stdin is a terminal (``--yes`` skips it).
 
     Returns:
         A wrapper that calls ``fn`` when called directly and has ``.main(argv=None)``.
+
+    Raises:
+        TypeError: ``type`` is neither ``"task"`` nor ``"experiment"``, or an experiment entrypoint takes no
+            ``RunContext``.
     """
-    info = EntrypointInfo("entrypoint", namespace, default_executor, help, require_confirmation)
+    if type not in _TYPES:
+        raise TypeError(f"@run.cli.entrypoint(type={type!r}): type must be 'task' or 'experiment'")
+    info = EntrypointInfo("entrypoint", namespace, default_executor, help,
+                          require_confirmation and not skip_confirmation, name, type, enable_executor,
+                          default_factory, default_plugins)
     return _wrap(fn, info) if fn is not None else functools.partial(_wrap, info=info)
 
 
-def cli_command(fn: Callable[..., Any] | None = None, *, help: str | None = None) -> Any:  # noqa: A002
+def cli_command(fn: Any = None, *args: Any, name: str | None = None, help: str | None = None,  # noqa: A002
+                **kwargs: Any) -> Any:
     """Make a function with plain (primitive) parameters a command line; it does its own launching.
 
     ``python train.py model_size=13b learning_rate=3e-4`` calls ``train(model_size="13b", learning_rate=3e-4)`` in
     this process. The executor options (``--executor``, ``--name``, ``--detach``) are not offered.
+
+    NeMo Run's form ``cli_command(app, "train", fn)`` -- adding ``fn`` as the subcommand ``train`` of a Typer app
+    -- works too (see :func:`nemorun_core.cli.typer_command.add_command`).
+
+    Args:
+        fn: the function (or, NeMo Run's form, a Typer app followed by the name and the function).
+        name: the command's name where it is listed; defaults to the function's name.
+        help: the summary shown by ``--help`` instead of the docstring's first paragraph.
     """
-    info = EntrypointInfo("command", help=help, require_confirmation=False)
+    if fn is not None and hasattr(fn, "registered_commands") and hasattr(fn, "command"):
+        from nemorun_core.cli.typer_command import add_command
+
+        if name is not None:
+            kwargs["name"] = name
+        return add_command(fn, *args, help=help, **kwargs)
+    if args or kwargs:
+        raise TypeError(f"cli_command() got unexpected arguments {list(args) + sorted(kwargs)}; it takes the "
+                        "function and name=/help= (or NeMo Run's form: cli_command(typer_app, 'name', fn))")
+    info = EntrypointInfo("command", help=help, require_confirmation=False, name=name)
     return _wrap(fn, info) if fn is not None else functools.partial(_wrap, info=info)
 
 
@@ -115,18 +182,27 @@ def main(
     *,
     exit: bool | None = None,  # noqa: A002 - reads naturally at call sites: main(fn, argv, exit=False)
     prog: str | None = None,
+    default_factory: Any = None,
     default_executor: Any = None,
+    default_plugins: Any = None,
+    cmd_defaults: dict[str, Any] | None = None,
     registry: Any = None,
 ) -> Any:
     """Run ``fn`` from a command line.
 
     Args:
         fn: a function, optionally decorated with ``@run.cli.entrypoint``/``@run.cli_command``/``@run.partial``.
-        argv: the arguments without the program name; ``sys.argv[1:]`` when None.
+        argv: the arguments without the program name; ``sys.argv[1:]`` when None. (NeMo Run's
+            ``main(fn, default_factory)`` also works: a callable here is taken as ``default_factory``.)
         exit: end the process with the exit status (0/1/2) instead of returning. Defaults to True when ``argv`` is
             None (a script's ``__main__``) and False when ``argv`` is given (a programmatic call).
         prog: the program name shown by ``--help`` and used by the completion script.
+        default_factory: the base config when the command line gives no ``--factory``/``--yaml`` (overrides the
+            decorator's): a function returning a ``run.Partial`` of ``fn``, or a task factory's name.
         default_executor: an executor to use when the command line names none (overrides the decorator's).
+        default_plugins: plugins applied when the task launches (overrides the decorator's).
+        cmd_defaults: defaults of the command-line options, by name: ``{"skip_confirmation": True}``,
+            ``{"detach": True, "name": "nightly"}`` (see ``--help`` for the options).
         registry: the factory registry (defaults to the process-wide one).
 
     Returns:
@@ -138,10 +214,17 @@ def main(
     """
     from nemorun_core.cli.session import Session, TaskFailed
 
+    if callable(argv) and default_factory is None:
+        argv, default_factory = None, argv
     should_exit = (argv is None) if exit is None else exit
     words = list(sys.argv[1:] if argv is None else argv)
-    session = Session(fn, info_of(fn), prog=prog, registry=registry, default_executor=default_executor)
+    info = info_of(fn)
+    overrides = {k: v for k, v in (("default_factory", default_factory), ("default_executor", default_executor),
+                                   ("default_plugins", default_plugins)) if v is not None}
+    if overrides:
+        info = dataclasses.replace(info, **overrides)
     try:
+        session = Session(fn, info, prog=prog, registry=registry, cmd_defaults=cmd_defaults)
         result = session.run(words)
     except TaskFailed as failed:
         if not should_exit:

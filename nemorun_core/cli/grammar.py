@@ -18,6 +18,7 @@ from nemorun_core.config.grammar import (
     Override,
     Segment,
     Value,
+    ValueList,
     a_type,
     accepts_none,
     coerce,
@@ -33,6 +34,6 @@ from nemorun_core.config.grammar import (
 
 __all__ = [
     "FALSE_WORDS", "NONE_WORDS", "OPS", "TRUE_WORDS", "BareString", "FactoryCall", "FileRef", "LiteralValue",
-    "Override", "Segment", "Value", "a_type", "accepts_none", "coerce", "combine", "error", "format_path", "is_open",
-    "parse", "parse_path", "parse_value", "union_members",
+    "Override", "Segment", "Value", "ValueList", "a_type", "accepts_none", "coerce", "combine", "error",
+    "format_path", "is_open", "parse", "parse_path", "parse_value", "union_members",
 ]

@@ -9,14 +9,19 @@ from __future__ import annotations
 import copy
 import os
 import pathlib
-import re
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from nemorun_core.cli import grammar
 from nemorun_core.cli.argv import Args, UsageError, parse_argv
+from nemorun_core.cli.executor_options import (  # noqa: F401 - check_executor_tree: its home before the split
+    check_executor_tree,
+    missing_required,
+    raise_if_missing,
+    resolve_executor,
+)
 from nemorun_core.cli.factories import REGISTRY, FactoryRegistry, to_config
-from nemorun_core.cli.grammar import BareString, LiteralValue, Override
+from nemorun_core.cli.grammar import Override
 from nemorun_core.cli.overrides import (
     MISSING,
     Applier,
@@ -29,18 +34,6 @@ from nemorun_core.cli.overrides import (
 from nemorun_core.config.buildable import Config, Partial, is_buildable, target_name, unwrap_target
 from nemorun_core.errors import ConfigError, NemorunError, SerializationError, did_you_mean
 
-# ``--executor NAME`` / ``executor=NAME`` name a backend of the registry (nemorun_core.executors.registry: the
-# built-ins and the ``nemorun.executors`` entry points), whose class is imported only when named; these run the
-# task in this process instead.
-_IN_PROCESS = frozenset({"none", "null", "inline"})
-# What a backend name or alias may look like (``echo-subprocess``): such a bare word names a backend.
-_BACKEND_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-# What each executor field that holds a component must configure (their annotations say only ``Any``).
-_ROLES = {"tunnel": "tunnel", "packager": "packager", "launcher": "launcher"}
-_EXAMPLES = {"executor": "nemorun_core.executors.slurm:SlurmExecutor", "tunnel": "nemorun_core.tunnel.ssh:SSHTunnel",
-             "packager": "nemorun_core.packaging.git:GitArchivePackager",
-             "launcher": "nemorun_core.launchers.torchrun:Torchrun"}
-
 
 class TaskFailed(Exception):
     """The task itself raised (exit status 1); ``cause`` is its exception."""
@@ -50,30 +43,23 @@ class TaskFailed(Exception):
         super().__init__(str(cause))
 
 
-def _executor_slot(executor=None):  # type: ignore[no-untyped-def]
-    """A one-parameter holder so that ``executor.*`` overrides go through the same machinery as the task's."""
-    return executor
-
-
-def _slot() -> Partial:
-    if "executor" not in _executor_slot.__annotations__:
-        from nemorun_core.executors.base import Executor
-
-        _executor_slot.__annotations__["executor"] = Optional[Executor]
-    return Partial(_executor_slot)
-
-
-def default_config(fn: Any, registry: FactoryRegistry | None = None) -> Partial:
+def default_config(fn: Any, registry: FactoryRegistry | None = None, *, skip: frozenset[str] = frozenset()) -> Partial:
     """``run.Partial(fn)`` with what the command line cannot leave open filled in.
 
     A parameter with no default gets the registered ``is_target_default`` factory for it, or ``run.Config(cls)`` when
     annotated with a dataclass whose fields all have defaults. Parameters with defaults stay unset: the function's
-    own default applies, and exported configs show only what differs.
+    own default applies, and exported configs show only what differs -- except a default that is itself a config
+    (``model: Model = my_model()``, or a list of them), which is set (a copy), since only what is set gets built.
+    Parameters in ``skip`` (an experiment entrypoint's run context) stay unset.
     """
     target = unwrap_target(fn)
     cfg = Partial(target)
     for name, (annotation, default) in parameters(target).items():
+        if name in skip:
+            continue
         if default is not MISSING:
+            if _holds_config(default):
+                setattr(cfg, name, copy.deepcopy(default))
             continue
         f = (registry or REGISTRY).default_for(target, name, annotation)
         if f is not None:
@@ -85,104 +71,12 @@ def default_config(fn: Any, registry: FactoryRegistry | None = None) -> Partial:
     return cfg
 
 
-def _raise_if_missing(missing: list[tuple[str, str]]) -> None:
-    if missing:
-        listed = ", ".join(f"{p} ({t})" for p, t in missing)
-        example = " ".join(f"{p}=VALUE" for p, _ in missing[:3])
-        raise UsageError(f"missing required argument{'s' if len(missing) > 1 else ''}: {listed}",
-                         f"set {'them' if len(missing) > 1 else 'it'} on the command line: {example}")
-
-
-def missing_required(cfg: Any, prefix: str = "", *, root: bool = True) -> list[tuple[str, str]]:
-    """``(path, type)`` of every required argument left unset: on the root Partial and on every nested Config."""
-    from nemorun_core.config import typecheck
-
-    out: list[tuple[str, str]] = []
-    if not is_buildable(cfg) or (isinstance(cfg, Partial) and not root):
-        return out
-    for name, (annotation, default) in parameters(cfg.__fn_or_cls__).items():
-        value = cfg.__arguments__.get(name, default)
-        path = f"{prefix}{name}"
-        if value is MISSING:
-            out.append((path, typecheck.type_name(annotation) if annotation is not None else "any"))
-        elif is_buildable(value):
-            out.extend(missing_required(value, f"{path}.", root=False))
-    return out
-
-
-def check_executor_tree(value: Any, root: str = "executor") -> None:
-    """Refuse an executor config that names anything but nemorun's components, before anything is built.
-
-    The executor is built even for ``--dryrun`` (its ``dryrun`` renders the request), and its config may come from
-    files (``executor=@x.yaml``, ``executor.tunnel=@t.yaml``, ``--factory executor=@x.yaml``), which are read
-    into unbuilt configs; building calls every node's target. So every node must be a class of the kind its place
-    calls for -- the root an Executor, ``tunnel`` a Tunnel, ``packager`` a Packager, ``launcher`` a launcher (a
-    class with ``wrap``) -- and any other node one of those or a settings dataclass of nemorun or of the executor's
-    own package (``SlurmResources``). The executor's packages are the root class's and, when the root is (a
-    subclass of) a registered backend's class -- built in, or from another distribution's ``nemorun.executors``
-    entry point -- that class's: a third-party backend's settings dataclasses build like nemorun's own. A
-    function, or any other class, is refused with its path.
-
-    Raises:
-        UsageError: a node names something else; the message says what and where.
-    """
-    from nemorun_core.config.tree import buildables
-
-    if not is_buildable(value):
-        return
-    homes = _executor_packages(value.__fn_or_cls__)
-    for path, node in buildables(value):
-        where = f"{root}.{path}" if path else root
-        role = "executor" if not path else _ROLES.get(path.rsplit(".", 1)[-1])
-        target = node.__fn_or_cls__
-        if not _fits_role(target, role, homes):
-            wanted = f"a {role} class" if role else "an executor, tunnel, packager or launcher class or settings " \
-                                                    "dataclass"
-            raise UsageError(f"{where} configures {_qualified(target)}, which is not {wanted}; nemorun builds an "
-                             "executor only from its own kinds of component",
-                             f"give {where} a config whose _target_ is {wanted}, e.g. "
-                             f"{_EXAMPLES.get(role or '', _EXAMPLES['executor'])}")
-
-
-def _executor_packages(cls: Any) -> frozenset[str]:
-    """The top-level packages whose settings dataclasses an executor config rooted at ``cls`` may hold."""
-    import inspect
-
-    from nemorun_core.executors import registry
-    from nemorun_core.executors.base import Executor
-
-    homes = {(getattr(cls, "__module__", "") or "").split(".")[0]}
-    if inspect.isclass(cls) and issubclass(cls, Executor):
-        try:
-            entry = registry.for_class(cls)
-        except registry.RegistryError:
-            entry = None  # a broken third-party entry point: the root's own package still counts
-        if entry is not None:
-            homes.add(entry.module.split(".")[0])
-    return frozenset(homes)
-
-
-def _fits_role(target: Any, role: str | None, homes: frozenset[str]) -> bool:
-    import dataclasses
-    import inspect
-
-    from nemorun_core.executors.base import Executor
-    from nemorun_core.packaging.base import Packager
-    from nemorun_core.tunnel.base import Tunnel
-
-    if not inspect.isclass(target):
-        return False
-    ours = (getattr(target, "__module__", "") or "").split(".")[0] in {"nemorun_core", *homes}
-    # Launchers share no base class, only ``wrap`` (see launchers.resolve_launcher): so they must be ours too.
-    kinds = {"executor": issubclass(target, Executor), "tunnel": issubclass(target, Tunnel),
-             "packager": issubclass(target, Packager), "launcher": ours and callable(getattr(target, "wrap", None))}
-    if role is not None:
-        return kinds[role]
-    return any(kinds.values()) or ours and dataclasses.is_dataclass(target)
-
-
-def _qualified(target: Any) -> str:
-    return f"{getattr(target, '__module__', '?')}:{target_name(target)}"
+def _holds_config(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_holds_config(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_config(v) for v in value.values())
+    return is_buildable(value)
 
 
 def _stdin_is_tty() -> bool:
@@ -196,13 +90,20 @@ class Session:
     """Parses argv and carries out what it asks. ``exit_code`` is set when a path ends without an exception."""
 
     def __init__(self, fn: Any, info: Any, *, prog: str | None = None, registry: FactoryRegistry | None = None,
-                 default_executor: Any = None):
+                 default_executor: Any = None, cmd_defaults: dict[str, Any] | None = None):
+        from nemorun_core.cli.argv import defaults_from
+        from nemorun_core.cli.context import context_parameter
+
         self.fn = fn
         self.target = unwrap_target(fn)
         self.info = info
         self.registry = registry or REGISTRY
         self.default_executor = default_executor if default_executor is not None else info.default_executor
         self.task_name = getattr(self.target, "__name__", "task")
+        self.defaults = defaults_from(cmd_defaults)
+        # An experiment entrypoint's ``ctx: run.cli.RunContext``: filled in by the CLI, never a config value.
+        self.ctx_name = context_parameter(self.target) if getattr(info, "type", "task") == "experiment" else None
+        self.skip = frozenset({self.ctx_name} if self.ctx_name else ())
         script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
         self.script = os.path.abspath(script) if script and os.path.exists(script) else ""
         if prog is None:
@@ -213,11 +114,16 @@ class Session:
 
     @property
     def launches(self) -> bool:
-        return self.info.kind == "entrypoint"
+        return self.info.kind == "entrypoint" and getattr(self.info, "enable_executor", True)
 
     # -- the flow --------------------------------------------------------------------------------------------------
     def run(self, words: Sequence[str]) -> Any:
-        args = parse_argv(words, launch_flags=self.launches)
+        args = parse_argv(words, launch_flags=self.launches, defaults=self.defaults)
+        if args.verbose:
+            import logging
+
+            logging.basicConfig()
+            logging.getLogger("nemorun_core").setLevel(logging.DEBUG)
         if args.completion is not None:
             from nemorun_core.cli.completion import script
 
@@ -233,30 +139,38 @@ class Session:
             self._help(args)
             return None
         cfg, early = self._base(args)
+        from nemorun_core.cli import launch_settings
+
         parsed = [grammar.parse(t) for t in [*early, *args.overrides]]  # all syntax errors before any change
-        takes_executor = "executor" in parameters(self.target)
-        routed = self.launches and not takes_executor  # ``executor...`` then configures where the task runs
-        exec_ovs = [o for o in parsed if routed and o.path[0] == "executor"]
+        routed = launch_settings.split(parsed, params=list(parameters(self.target)), launches=self.launches,
+                                       ctx_name=self.ctx_name)
         applier = Applier(self.registry)
-        cfg = applier.apply_all(cfg, [o for o in parsed if not (routed and o.path[0] == "executor")])
-        executor = self._executor(args, exec_ovs, applier) if self.launches else None
+        cfg = applier.apply_all(cfg, routed.task)
+        executor = self._executor(args, routed.executor, applier) if self.launches else None
+        plugins: list[Any] = []
+        if self.launches:
+            slot = launch_settings.plugins_slot(getattr(self.info, "default_plugins", None))
+            applier.apply_all(slot, routed.plugins)
+            plugins = launch_settings.resolve_plugins(slot)
         self._check(cfg)
         if args.export is not None:
             self._export(cfg, *args.export)
             return cfg
+        if self.ctx_name is not None:
+            return self._experiment(cfg, executor, plugins, args, routed.context)
         if args.dryrun:
-            self._dryrun(cfg, executor, args)
+            self._dryrun(cfg, executor, args, plugins)
             return cfg
-        if executor is None:
-            return self._call(cfg)
-        return self._launch(cfg, executor, args)
+        if executor is None or args.direct:
+            return self._call(cfg, plugins)
+        return self._launch(cfg, executor, args, plugins)
 
     def completion_command(self) -> list[str]:
         return [sys.executable, self.script] if self.script else [self.prog]
 
     # -- building the config ---------------------------------------------------------------------------------------
     def _base(self, args: Args) -> tuple[Partial, list[str]]:
-        cfg = default_config(self.target, self.registry)
+        cfg = default_config(self.target, self.registry, skip=self.skip)
         # ``--factory model=my_model`` is an override, applied before the positional ones.
         specs = [*args.factory, *(["@" + args.yaml] if args.yaml else [])]
         bases = [s for s in specs if s.startswith("@") or "=" not in s]
@@ -266,7 +180,23 @@ class Session:
                              "give one --factory NAME|@FILE (or --yaml FILE); set other values as overrides")
         if bases:
             cfg = self._load_base(bases[0], cfg)
+        elif getattr(self.info, "default_factory", None) is not None:
+            cfg = self._default_factory(self.info.default_factory, cfg)
         return cfg, early
+
+    def _default_factory(self, spec: Any, defaults: Partial) -> Partial:
+        """The decorator's or ``main``'s ``default_factory``: a registered task factory's name, or a function."""
+        if isinstance(spec, str):
+            return self._load_base(spec, defaults)
+        if is_buildable(spec):
+            return self._as_task(copy.deepcopy(spec), "default_factory")
+        try:
+            value = to_config(spec())
+        except TypeError as exc:
+            raise UsageError(f"default_factory {getattr(spec, '__name__', spec)!r} cannot be called without "
+                             f"arguments: {exc}", "give a function of no arguments returning a run.Partial of "
+                             f"{self.task_name}") from None
+        return self._as_task(value, f"default_factory {getattr(spec, '__name__', '')}".strip())
 
     def _load_base(self, spec: str, defaults: Partial) -> Partial:
         if spec.startswith("@"):
@@ -318,54 +248,22 @@ class Session:
         return value
 
     def _executor(self, args: Args, overrides: list[Override], applier: Applier) -> Any:
-        slot = _slot()
-        spec = self.default_executor
-        if args.executor is not None:
-            spec = self._named_executor(args.executor, "--executor")
-        if spec is not None:
-            slot.executor = copy.deepcopy(spec) if is_buildable(spec) else to_config(spec)
-        factories = {f.name for f in self.registry.for_parameter(_executor_slot, "executor",
-                                                                 _executor_slot.__annotations__["executor"])}
-        for ov in overrides:
-            value = ov.value
-            whole = ov.path == ("executor",) and ov.op == "="
-            if whole and isinstance(value, LiteralValue) and value.value is None:
-                slot.executor = None
-            elif whole and isinstance(value, BareString) and value.text not in factories and (
-                    value.is_identifier or _BACKEND_WORD.fullmatch(value.text)):
-                slot.executor = self._named_executor(value.text, ov.text)  # ``executor=local``, an alias
-            else:
-                applier.apply(slot, ov)  # ``executor=@file.yaml``, ``executor=my_factory()``, ``executor.x=...``
-        value = slot.__arguments__.get("executor")
-        if value is None:
-            return None
-        from nemorun_core.config.building import build
-
-        if is_buildable(value):
-            _raise_if_missing(missing_required(value, "executor."))
-            check_executor_tree(value)
-            return build(value, path="executor")
-        return value
-
-    def _named_executor(self, name: str, where: str) -> Any:
-        from nemorun_core.executors import registry
-
-        if name.lower() in _IN_PROCESS:
-            return None
-        try:
-            return Config(registry.get(name).load())
-        except registry.RegistryError as exc:
-            more = "; or executor=@executor.yaml, or none" if exc.reason.startswith("unknown executor") else ""
-            raise UsageError(f"{exc.reason} in {where}", exc.hint + more) from None
+        return resolve_executor(self.default_executor, args.executor, overrides, applier, self.registry)
 
     def _check(self, cfg: Partial) -> None:
-        _raise_if_missing(missing_required(cfg))
+        raise_if_missing(missing_required(cfg, skip=self.skip))
         try:
             from nemorun_core.config.validation import validate
         except ModuleNotFoundError as exc:  # the validation layer is optional to the CLI
             if exc.name != "nemorun_core.config.validation":
                 raise
             return
+        if self.ctx_name is not None:
+            from nemorun_core.cli.context import RunContext
+
+            # The run context is the CLI's to give, at the call: validate as if it were there.
+            cfg = copy.copy(cfg)
+            setattr(cfg, self.ctx_name, RunContext())
         validate(cfg)
 
     # -- what to do with it ----------------------------------------------------------------------------------------
@@ -383,7 +281,7 @@ class Session:
             raise UsageError(f"cannot write {dest!r}: {exc.strerror}", "choose a writable path, or - for stdout")
         print(f"wrote the {fmt.upper()} config of {self.task_name} to {dest}", file=sys.stderr)
 
-    def _dryrun(self, cfg: Partial, executor: Any, args: Args) -> None:
+    def _dryrun(self, cfg: Partial, executor: Any, args: Args, plugins: list[Any]) -> None:
         from nemorun_core.config import serialize
 
         print(f"# dry run of {self.task_name}: nothing is run or submitted")
@@ -391,36 +289,76 @@ class Session:
             print(serialize.to_yaml(cfg), end="")
         except SerializationError:
             print(cfg)  # values without an importable name still deserve a preview
-        if executor is None:
+        if executor is None or args.direct:
             print(f"# would call {self.task_name} in this process")
             return
         from nemorun_core.experiment.launch import run
 
-        run(cfg, executor=executor, name=args.name or self.task_name, dryrun=True)  # prints the request itself
+        # prints the request itself
+        run(cfg, executor=executor, name=args.name or self.task_name, dryrun=True, plugins=plugins)
 
-    def _call(self, cfg: Partial) -> Any:
+    def _call(self, cfg: Partial, plugins: Sequence[Any] = ()) -> Any:
         from nemorun_core.config.building import build
 
+        if plugins:
+            from nemorun_core.experiment.plugin import apply_plugins
+
+            apply_plugins(list(plugins), cfg, None, self.task_name)
         bound = build(cfg)  # a failing nested constructor is a config error (BuildError), not the task's
         try:
             return bound()
         except Exception as exc:
             raise TaskFailed(exc) from exc
 
-    def _launch(self, cfg: Partial, executor: Any, args: Args) -> Any:
+    def _confirm(self, name: str, where: str, args: Args) -> bool:
+        """Ask "Launch? [y/N]" when someone can answer; False (and exit status 1) when they decline."""
+        if not self.info.require_confirmation or args.yes or not _stdin_is_tty():
+            return True
+        sys.stderr.write(f"About to launch {name} {where}.\nLaunch? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        print("aborted: nothing was launched", file=sys.stderr)
+        self.exit_code = 1
+        return False
+
+    def _launch(self, cfg: Partial, executor: Any, args: Args, plugins: list[Any]) -> Any:
         name = args.name or self.task_name
-        if self.info.require_confirmation and not args.yes and _stdin_is_tty():
-            sys.stderr.write(f"About to launch {name} on {type(executor).__name__}.\nLaunch? [y/N] ")
-            sys.stderr.flush()
-            answer = sys.stdin.readline().strip().lower()
-            if answer not in ("y", "yes"):
-                print("aborted: nothing was launched", file=sys.stderr)
-                self.exit_code = 1
-                return None
+        if not self._confirm(name, f"on {type(executor).__name__}", args):
+            return None
         from nemorun_core.experiment.launch import run
 
+        extra = {} if args.tail_logs is None else {"tail_logs": args.tail_logs}
         try:
-            return run(cfg, executor=executor, name=name, detach=args.detach)
+            return run(cfg, executor=executor, name=name, detach=args.detach, plugins=plugins, **extra)
+        except NemorunError:
+            raise
+        except Exception as exc:
+            raise TaskFailed(exc) from exc
+
+    def _experiment(self, cfg: Partial, executor: Any, plugins: list[Any], args: Args, context: list[Override]) -> Any:
+        """Call an experiment entrypoint with its run context; the function launches what it builds."""
+        from nemorun_core.cli.context import RunContext
+        from nemorun_core.cli.launch_settings import context_settings
+        from nemorun_core.config.building import build
+
+        assert self.ctx_name is not None
+        settings = {"name": args.name or self.task_name, "executor": executor, "plugins": plugins,
+                    "dryrun": args.dryrun, "detach": args.detach, "direct": args.direct,
+                    "tail_logs": bool(args.tail_logs), "skip_confirmation": args.yes,
+                    **context_settings(context, self.ctx_name)}
+        ctx = RunContext(**settings)
+        if ctx.dryrun:
+            from nemorun_core.config import serialize
+
+            print(f"# dry run of {self.task_name}: nothing is run or submitted")
+            print(serialize.to_yaml(cfg), end="")
+        elif not self._confirm(ctx.name, "(an experiment)", args):
+            return None
+        bound = build(cfg)
+        try:
+            return bound(**{self.ctx_name: ctx})
         except NemorunError:
             raise
         except Exception as exc:
@@ -433,7 +371,11 @@ class Session:
         try:
             cfg, _ = self._base(args)
         except (UsageError, ConfigError):
-            cfg = default_config(self.target, self.registry)
+            cfg = default_config(self.target, self.registry, skip=self.skip)
+        if self.ctx_name is not None:
+            from nemorun_core.cli.context import RunContext
+
+            setattr(cfg, self.ctx_name, RunContext())  # shown with its settable fields (ctx.executor=...)
         factories = sorted({
             f"{name}={f.name}" for name, (annotation, _) in parameters(self.target).items()
             for f in self.registry.for_parameter(self.target, name, annotation)

@@ -4,15 +4,23 @@ Fiddle already refuses unknown argument names; these subclasses add what a user 
 closest valid name in the error, a check of every value against the parameter's annotation, and a ``build`` that
 names the config path whose construction failed.
 
+As in NeMo Run, a dataclass instance given as an argument is stored as its config (``run.Config(cls, **fields)``),
+so the tree stays editable and serializable (by assignment too, so that a config read back from a file or from
+``to_code`` is equal to the one written); and a parameter annotated ``run.OptionalDefaultConfig[T]`` (that is,
+``Annotated[Optional[T], run.Config[T]]``, default ``None``) that is not given gets a fresh ``run.Config(T)``.
+
 Methods on a buildable shadow parameters of the same name for attribute *reading* (``cfg.build`` is the method).
-The methods are kept few for that reason: ``build``, ``validate``, ``walk``, ``broadcast`` and the ``to_*`` exports.
-A parameter that collides is still reachable with ``cfg.__arguments__["build"]``.
+The methods are kept few for that reason: ``build``, ``validate``, ``walk``, ``broadcast``, ``clone``, ``diff``,
+``visualize`` and the ``to_*`` exports. A parameter that collides is still reachable with
+``cfg.__arguments__["build"]``.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
-from typing import Any, Callable, Generic, TypeVar
+from typing import Annotated, Any, Callable, Generic, Optional, TypeVar
 
 import fiddle as fdl
 
@@ -65,10 +73,20 @@ class _Checked:
                 for name in kwargs:
                     if name not in valid:
                         raise UnknownParameterError(name, target_name(fn_or_cls), valid)
+            args = tuple(_as_config(a) for a in args)
+            kwargs = {k: _as_config(v) for k, v in kwargs.items()}
         try:
             super().__init__(fn_or_cls, *args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"cannot configure {target_name(fn_or_cls)}: {exc}") from None
+        if not is_buildable(fn_or_cls):
+            try:
+                defaults = typecheck.default_buildables(self.__fn_or_cls__)
+            except TypeError:  # an unhashable callable: no cached annotations, and none of these defaults
+                defaults = ()
+            for name, buildable_cls, produced in defaults:
+                if name not in self.__arguments__:
+                    super().__setattr__(name, buildable_cls(produced))
         for name, value in list(self.__arguments__.items()):
             if isinstance(name, str):
                 self._check_value(name, value)
@@ -90,6 +108,7 @@ class _Checked:
         valid = _valid_names(self.__fn_or_cls__)
         if valid is not None and name not in valid:
             raise UnknownParameterError(name, target_name(self.__fn_or_cls__), valid)
+        value = _as_config(value)
         self._check_value(name, value)
         super().__setattr__(name, value)
 
@@ -133,6 +152,23 @@ class _Checked:
 
         return broadcast(self, **values)
 
+    def clone(self) -> "_Checked":
+        """A deep copy: changing the clone (or anything nested in it) leaves this config as it is."""
+        return copy.deepcopy(self)
+
+    def diff(self, old: Any, trim: bool = True, **kwargs: Any) -> Any:
+        """A Graphviz drawing of what changed from ``old`` to this config (NeMo Run's ``cfg.diff(old)``).
+
+        ``trim`` leaves out what did not change; other keyword arguments go to ``fiddle.graphviz.render_diff``.
+        For the changes as text (one line per changed path), use ``run.diff(old, new)``.
+        """
+        return _graphviz("diff").render_diff(old=old, new=self, trim=trim, **kwargs)
+
+    def visualize(self, **kwargs: Any) -> Any:
+        """A Graphviz drawing of the tree (a ``graphviz.Graph``: shown inline in a notebook, ``.source`` is the DOT
+        text, ``.render(...)`` writes an image). Keyword arguments go to ``fiddle.graphviz.render``."""
+        return _graphviz("visualize").render(self, **kwargs)
+
     def to_yaml(self) -> str:
         from nemorun_core.config import serialize
 
@@ -164,6 +200,41 @@ class _Checked:
         return html(self)
 
 
+# Value types of nemorun's own experiment layer (task references, handles) and credential values (which hold
+# secrets a config would write down) are dataclasses whose identity matters
+# where they are used: they are kept as they are, never turned into configs.
+_KEPT_MODULES = ("nemorun_core.experiment.", "nemorun_core.orchestration", "nemorun_core.executors.base",
+                 "nemorun_core.credentials")
+
+
+def _as_config(value: Any) -> Any:
+    """A dataclass instance given as an argument becomes its config; any other value is kept.
+
+    Kept too: a dataclass whose ``__init__`` is its own (``@dataclass(init=False)``), whose fields need not be its
+    parameters, and nemorun's own value types (``_KEPT_MODULES``)."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    cls = type(value)
+    if (cls.__module__ or "").startswith(_KEPT_MODULES) or not cls.__dataclass_params__.init:  # type: ignore[attr-defined]
+        return value
+    from nemorun_core.config.autoconvert import to_config
+
+    return to_config(value)
+
+
+def _graphviz(method: str) -> Any:
+    try:
+        import graphviz  # noqa: F401  (fiddle.graphviz needs it; checked here for a clear message)
+        from fiddle import graphviz as fdl_graphviz
+    except ImportError as exc:
+        raise ImportError(
+            f"cfg.{method}() draws the config with Graphviz, and the Python package is not installed ({exc}); "
+            "install it with `pip install graphviz` (rendering to an image also needs the Graphviz programs: "
+            "`apt-get install graphviz`). For text, use run.diff(old, new) or print(cfg)"
+        ) from None
+    return fdl_graphviz
+
+
 class Config(_Checked, fdl.Config, Generic[T]):
     """A configured call: ``run.Config(ModelConfig, hidden_size=768)`` builds ``ModelConfig(hidden_size=768)``.
 
@@ -173,3 +244,10 @@ class Config(_Checked, fdl.Config, Generic[T]):
 
 class Partial(_Checked, fdl.Partial, Generic[T]):
     """A configured call left open: building gives ``functools.partial``; as a task it is called with no arguments."""
+
+
+# NeMo Run's aliases for a parameter that may be None but gets a fresh config when it is not given:
+#     def train(model: run.OptionalDefaultConfig[ModelConfig] = None): ...
+#     run.Partial(train).model        # run.Config(ModelConfig)
+OptionalDefaultConfig = Annotated[Optional[T], Config[T]]
+OptionalDefaultPartial = Annotated[Optional[T], Partial[T]]

@@ -41,6 +41,12 @@ class Factory:
     target: Callable[..., Any] | None = None
     target_arg: str | None = None
     is_target_default: bool = False
+    namespace: str | None = None
+
+    @property
+    def returns_class(self) -> type | None:
+        """The class this factory builds, from its return annotation; None when it does not say."""
+        return _produced_class(self.returns)
 
     @property
     def returns(self) -> Any:
@@ -58,19 +64,24 @@ class Factory:
         produced = _produced_class(self.returns)
         if produced is None:
             return True  # unannotated: we cannot tell, so do not hide it
-        from nemorun_core.config.grammar import is_open, union_members
+        return _accepts_class(annotation, produced)
 
-        if is_open(annotation):
-            return True
-        for member in union_members(annotation):
-            origin = typing.get_origin(member) or member
-            if isinstance(origin, type):
-                try:
-                    if issubclass(produced, origin):
-                        return True
-                except TypeError:
+
+def _accepts_class(annotation: Any, produced: type) -> bool:
+    """Whether a parameter annotated ``annotation`` takes what builds a ``produced`` (open annotations take all)."""
+    from nemorun_core.config.grammar import is_open, union_members
+
+    if is_open(annotation):
+        return True
+    for member in union_members(annotation):
+        origin = typing.get_origin(member) or member
+        if isinstance(origin, type):
+            try:
+                if issubclass(produced, origin):
                     return True
-        return False
+            except TypeError:
+                return True
+    return False
 
 
 def _produced_class(returns: Any) -> type | None:
@@ -124,6 +135,8 @@ class FactoryRegistry:
             if f.target is not None:
                 if f.target_arg is not None and f.target is owner and f.target_arg == arg:
                     out.append(f)
+                elif f.target_arg is None and inspect.isclass(f.target) and _accepts_class(annotation, f.target):
+                    out.append(f)  # NeMo Run's ``@run.cli.factory(target=ModelConfig)``: a factory for a type
             elif f.fits(annotation):
                 out.append(f)
         return out
@@ -161,6 +174,7 @@ def factory(
     target_arg: str | None = None,
     name: str | None = None,
     is_target_default: bool = False,
+    namespace: str | None = None,
     registry: FactoryRegistry | None = None,
 ) -> Any:
     """Register ``fn`` as a CLI factory; usable bare (``@run.cli.factory``) or with options.
@@ -173,6 +187,7 @@ def factory(
         name: the name used on the command line; defaults to the function's name.
         is_target_default: use this factory for its parameter when the user sets nothing and the parameter has no
             default of its own.
+        namespace: a group to find the factory by (``run.cli.list_factories("my_ns")``, ``resolve_factory``).
         registry: where to register (defaults to the process-wide :data:`REGISTRY`).
 
     Returns:
@@ -186,11 +201,37 @@ def factory(
             raise TypeError(f"@run.cli.factory decorates a function, got {f!r}")
         (registry or REGISTRY).register(
             Factory(name or f.__name__, f, _unwrap(target) if target is not None else None, target_arg,
-                    is_target_default)
+                    is_target_default, namespace)
         )
         return f
 
     return decorate(fn) if fn is not None else decorate
+
+
+def import_dotted(path: str) -> Any:
+    """The object at a dotted path (``pkg.module.fn``, or ``pkg.module:fn``), importing its module; None if absent."""
+    import importlib
+
+    module, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not sep or not module:
+        return None
+    obj: Any = None
+    parts = attr.split(".")
+    # ``pkg.mod.Class.method``: find the longest importable module prefix.
+    mod_parts = module.split(".")
+    while mod_parts:
+        try:
+            obj = importlib.import_module(".".join(mod_parts))
+            break
+        except ImportError:
+            parts.insert(0, mod_parts.pop())
+    if obj is None:
+        return None
+    for part in parts:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
 
 
 def call_factory(f: Factory, kwargs: dict[str, Any]) -> Any:

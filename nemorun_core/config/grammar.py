@@ -8,12 +8,15 @@ An override is one command-line word::
     model=@configs/model.yaml     load a value from a .yaml/.yml/.toml/.json file
     model=my_model(hidden_size=3) call a registered factory with literal keyword arguments
     model=my_model                call a registered factory with its defaults
+    model=my_model(1024)          ... with positional arguments too; model=pkg.module.fn(...) by dotted path
+    models=[my_model(), big()]    a list (or tuple) whose items are factory calls and literals
+    flags|={'a': 1}               merge into the current dict
 
 Coercion to the parameter's annotation is done only where the intent is unambiguous, and never silently changes
 what the user wrote into something else:
 
-* ``true/false/yes/no/on/off`` become bools and ``null/none`` becomes None, but only for parameters that accept a
-  bool (resp. None); for a ``str`` parameter they stay strings.
+* ``true/false/yes/no/on/off`` (and ``1``/``0``) become bools and ``null/none`` becomes None, but only for
+  parameters that accept a bool (resp. None); for a ``str`` (resp. ``int``) parameter they stay what they were.
 * A number typed for a ``str`` parameter is kept as the text that was typed (``version=1.10`` gives ``"1.10"``).
 * An int typed for a ``float`` parameter becomes a float; a list for a ``tuple`` parameter becomes a tuple; a string
   for a ``Path`` or an ``Enum`` parameter becomes a Path or the member of that name.
@@ -43,7 +46,7 @@ from typing import Any, Union
 
 from nemorun_core.errors import OverrideError
 
-OPS = ("=", "+=", "-=", "*=", "/=")
+OPS = ("=", "+=", "-=", "*=", "/=", "|=")
 TRUE_WORDS = frozenset({"true", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "no", "off"})
 NONE_WORDS = frozenset({"none", "null"})
@@ -86,13 +89,22 @@ class FileRef:
 
 @dataclasses.dataclass(frozen=True)
 class FactoryCall:
-    """``name(k=v, ...)``: a registered factory called with literal keyword arguments."""
+    """``name(a, k=v, ...)``: a registered factory (or a dotted path) called with literal arguments."""
 
     name: str
     kwargs: dict[str, Any]
+    args: tuple[Any, ...] = ()
 
 
-Value = Union[LiteralValue, BareString, FileRef, FactoryCall]
+@dataclasses.dataclass(frozen=True)
+class ValueList:
+    """``[my_model(), big(hidden=2), None]``: a list (``kind`` "list") or tuple whose items include factory calls."""
+
+    items: tuple[Any, ...]
+    kind: str = "list"
+
+
+Value = Union[LiteralValue, BareString, FileRef, FactoryCall, ValueList]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,11 +154,12 @@ def parse(text: str) -> Override:
                     "write PATH=VALUE, for example model.hidden_size=1024 (flags start with --)")
     lhs, raw = text[:eq], text[eq + 1:]
     op = "="
-    if lhs and lhs[-1] in "+-*/":
+    if lhs and lhs[-1] in "+-*/|":
         op, lhs = lhs[-1] + "=", lhs[:-1]
     path = parse_path(lhs, text)
     value = parse_value(raw, text, format_path(path))
-    if op != "=" and not isinstance(value, (LiteralValue, BareString)):
+    if op != "=" and not isinstance(value, (LiteralValue, BareString)) and not (
+            op == "+=" and isinstance(value, ValueList)):
         raise error(text, format_path(path), f"{op} needs a literal operand, got {raw!r}",
                     f"use a number or a string, for example {format_path(path)}{op}2")
     return Override(text, path, op, value)
@@ -181,37 +194,70 @@ def parse_value(raw: str, text: str = "", path: str = "") -> Value:
         return FileRef(s[1:])
     call = _CALL.fullmatch(s)
     if call:
-        return FactoryCall(call.group(1), _parse_kwargs(call.group(1), call.group(2), text, path))
+        args, kwargs = _parse_call(call.group(1), call.group(2), text, path)
+        return FactoryCall(call.group(1), kwargs, args)
     try:
         return LiteralValue(ast.literal_eval(s), s)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
+    items = _value_list(s, text, path) if s[:1] in "[(" else None
+    if items is not None:
+        return items
     if s and (s[0] in "[{(\"'" or s[-1] in "]})\"'"):
         raise error(text, path, f"{raw!r} is not a valid Python literal (unbalanced brackets or quotes?)",
                     "check the brackets and quotes; quote the whole override for the shell, e.g. 'x=[1, 2]'")
     return BareString(raw)
 
 
-def _parse_kwargs(name: str, inner: str, text: str, path: str) -> dict[str, Any]:
-    hint = f"call factories with literal keyword arguments, for example {name}(hidden_size=1024)"
+def _parse_call(name: str, inner: str, text: str, path: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    hint = f"call factories with literal arguments, for example {name}(1024) or {name}(hidden_size=1024)"
     try:
         node = ast.parse(f"_({inner})", mode="eval").body
     except SyntaxError:
         raise error(text, path, f"cannot parse the arguments of {name}(...): {inner!r}", hint) from None
     assert isinstance(node, ast.Call)
-    if node.args or any(kw.arg is None for kw in node.keywords):
-        raise error(text, path, f"{name}(...) takes keyword arguments only", hint)
-    kwargs: dict[str, Any] = {}
-    for kw in node.keywords:
+    if any(isinstance(a, ast.Starred) for a in node.args) or any(kw.arg is None for kw in node.keywords):
+        raise error(text, path, f"{name}(...) takes plain arguments, not *args or **kwargs", hint)
+
+    def literal(value: ast.expr, what: str) -> Any:
         try:
-            kwargs[kw.arg] = ast.literal_eval(kw.value)  # type: ignore[index]
+            return ast.literal_eval(value)
         except ValueError:
             # A bare word (``activation=gelu``) is a string here too, as it is at the top level.
-            if isinstance(kw.value, ast.Name):
-                kwargs[kw.arg] = kw.value.id  # type: ignore[index]
-            else:
-                raise error(text, path, f"argument {kw.arg}= of {name}(...) is not a literal", hint) from None
-    return kwargs
+            if isinstance(value, ast.Name):
+                return value.id
+            raise error(text, path, f"{what} of {name}(...) is not a literal", hint) from None
+
+    args = tuple(literal(a, f"argument {i + 1}") for i, a in enumerate(node.args))
+    kwargs = {kw.arg: literal(kw.value, f"argument {kw.arg}=") for kw in node.keywords}
+    return args, kwargs  # type: ignore[return-value]
+
+
+def _value_list(s: str, text: str, path: str) -> ValueList | None:
+    """``[f(), 3]`` / ``(f(), g())``: a list or tuple with factory calls among its items; None if it is not one."""
+    try:
+        node = ast.parse(s, mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, (ast.List, ast.Tuple)):
+        return None
+    items: list[Any] = []
+    for elt in node.elts:
+        src = ast.get_source_segment(s, elt) or ""
+        if isinstance(elt, ast.Call) and _IDENT.fullmatch(ast.get_source_segment(s, elt.func) or ""):
+            inner = src[src.index("(") + 1:src.rindex(")")]
+            fname = ast.get_source_segment(s, elt.func) or ""
+            args, kwargs = _parse_call(fname, inner, text, path)
+            items.append(FactoryCall(fname, kwargs, args))
+            continue
+        try:
+            items.append(LiteralValue(ast.literal_eval(elt), src))
+        except ValueError:
+            if isinstance(elt, (ast.Name, ast.Attribute)) and _IDENT.fullmatch(src):
+                items.append(BareString(src))  # a factory called with its defaults, or a bare word
+                continue
+            return None
+    return ValueList(tuple(items), "tuple" if isinstance(node, ast.Tuple) else "list")
 
 
 # -- coercion --------------------------------------------------------------------------------------------------------
@@ -307,6 +353,9 @@ def _coerce_literal(value: Any, raw: str, ann: Any, *, text: str, path: str) -> 
         m in (int, float, bool, complex) for m in members
     ):
         return raw  # the digits the user typed, not Python's repr of the number they parse to
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1) and bool in members and not any(
+            m in (int, float, complex) for m in members):
+        return bool(value)  # ``debug=1`` / ``debug=0`` for a bool parameter, as on most command lines
     if isinstance(value, int) and not isinstance(value, bool) and float in members and int not in members:
         return float(value)
     if isinstance(value, list):
@@ -354,6 +403,13 @@ def combine(op: str, current: Any, operand: LiteralValue | BareString, annotatio
 
     def fail(problem: str, hint: str) -> OverrideError:
         return error(text, path, problem, hint)
+
+    if sym == "|":
+        if isinstance(current, dict) and isinstance(rhs, dict):
+            return _check({**current, **rhs}, annotation, text=text, path=path) if not is_open(annotation) \
+                else {**current, **rhs}
+        raise fail(f"|= merges a dict into a dict, got {a_type(current)} and {a_type(rhs)}",
+                   f"write {path}|={{'key': value}} where {path} holds a dict")
 
     if isinstance(current, (int, float)) and not isinstance(current, bool):
         if not isinstance(rhs, (int, float)) or isinstance(rhs, bool):

@@ -24,7 +24,16 @@ from typing import Any, Sequence
 
 from nemorun_core.config import grammar
 from nemorun_core.config.factories import REGISTRY, FactoryRegistry, call_factory, to_config
-from nemorun_core.config.grammar import BareString, FactoryCall, FileRef, LiteralValue, Override, error, format_path
+from nemorun_core.config.grammar import (
+    BareString,
+    FactoryCall,
+    FileRef,
+    LiteralValue,
+    Override,
+    ValueList,
+    error,
+    format_path,
+)
 from nemorun_core.errors import ConfigError, OverrideError, SerializationError, did_you_mean
 
 MISSING = inspect.Parameter.empty
@@ -160,9 +169,9 @@ class Applier:
         from nemorun_core.config.buildable import Config, is_buildable
 
         if is_buildable(current) or isinstance(current, (list, tuple, dict)):
-            if isinstance(current, (list, tuple, dict)) or name in node.__arguments__:
+            if name in node.__arguments__:
                 return current
-            # A config used as a parameter default is shared by every call: edit a copy that belongs to this tree.
+            # A config (or list) used as a parameter default is shared by every call: edit a copy of this tree's own.
             current = copy.deepcopy(current)
             node.__arguments__[name] = current
             return current
@@ -196,6 +205,17 @@ class Applier:
     # -- values ----------------------------------------------------------------------------------------------------
     def _new_value(self, ov: Override, current: Any, annotation: Any, owner: Any, name: str | None, here: str) -> Any:
         value = ov.value
+        if isinstance(value, ValueList):
+            items = self._list_items(value, annotation, owner, name, ov, here)
+            if ov.op == "=":
+                return grammar.coerce(LiteralValue(items, ov.text), annotation, text=ov.text, path=here) \
+                    if not any(_is_config(i) for i in items) else _as_sequence(items, annotation)
+            if current is MISSING or current is None:
+                current = []
+            if not isinstance(current, (list, tuple)):
+                raise error(ov.text, here, f"+= with a list needs a list, but {here} is {grammar.a_type(current)}",
+                            f"set {here}=[...] instead")
+            return type(current)(list(current) + items) if isinstance(current, tuple) else list(current) + items
         if ov.op != "=":
             if current is MISSING or current is None:
                 raise error(ov.text, here, f"{here} has no value to apply {ov.op} to",
@@ -214,19 +234,40 @@ class Applier:
             f.name == value.text for f in factories
         ):
             fname = value.name if isinstance(value, FactoryCall) else value.text  # type: ignore[union-attr]
-            kwargs = value.kwargs if isinstance(value, FactoryCall) else {}
-            return self._from_factory(fname, kwargs, factories or [], annotation, ov, here)
+            kwargs = dict(value.kwargs) if isinstance(value, FactoryCall) else {}
+            args = value.args if isinstance(value, FactoryCall) else ()
+            return self._from_factory(fname, kwargs, factories or [], annotation, ov, here, args)
         if isinstance(value, BareString) and value.is_identifier and dataclass_of(annotation) is not None:
             # ``model=big`` for a ModelConfig parameter can only mean a factory; say which exist.
             return self._from_factory(value.text, {}, factories or [], annotation, ov, here)
         assert isinstance(value, (LiteralValue, BareString))
         return grammar.coerce(value, annotation, text=ov.text, path=here)
 
+    def _list_items(self, value: ValueList, annotation: Any, owner: Any, name: str | None, ov: Override,
+                    here: str) -> list[Any]:
+        """The items of ``[f(), g(x=1), 3]``: factory calls made for the list's item type, literals coerced."""
+        item_ann = _item_annotation(annotation)
+        out = []
+        for i, item in enumerate(value.items):
+            where = f"{here}[{i}]"
+            factories = self.registry.for_parameter(owner.__fn_or_cls__, name, item_ann) if owner is not None \
+                else self.registry.for_parameter(None, None, item_ann)
+            if isinstance(item, FactoryCall):
+                out.append(self._from_factory(item.name, dict(item.kwargs), factories, item_ann, ov, where, item.args))
+            elif isinstance(item, BareString) and (any(f.name == item.text for f in factories) or
+                                                   dataclass_of(item_ann) is not None):
+                out.append(self._from_factory(item.text, {}, factories, item_ann, ov, where))
+            else:
+                out.append(grammar.coerce(item, item_ann, text=ov.text, path=where))
+        return out
+
     def _from_factory(self, fname: str, kwargs: dict[str, Any], factories: list[Any], annotation: Any,
-                      ov: Override, here: str) -> Any:
+                      ov: Override, here: str, args: Sequence[Any] = ()) -> Any:
         from nemorun_core.config import typecheck
 
         match = [f for f in factories if f.name == fname]
+        if not match and "." in fname:
+            return self._from_dotted(fname, args, kwargs, annotation, ov, here)
         if not match:
             names = sorted({f.name for f in factories})
             hint = did_you_mean(fname, names).lstrip("; ")
@@ -237,6 +278,14 @@ class Applier:
             raise error(ov.text, here, f"unknown factory {fname!r} for {here}", hint)
         f = match[-1]
         params = parameters(f.fn)
+        if len(args) > len(params):
+            raise error(ov.text, here, f"factory {fname} takes {len(params)} positional argument(s), got {len(args)}",
+                        f"its parameters: {', '.join(params) or 'none'}")
+        for pname, arg in zip(params, args):
+            if pname in kwargs:
+                raise error(ov.text, here, f"factory {fname} got {pname} both by position and by name",
+                            f"give {pname} once")
+            kwargs[pname] = arg
         bad = [k for k in kwargs if k not in params]
         if bad:
             hint = did_you_mean(bad[0], list(params)).lstrip("; ") or f"its parameters: {', '.join(params) or 'none'}"
@@ -256,6 +305,28 @@ class Applier:
         except Exception as exc:
             raise error(ov.text, here, f"factory {fname} raised {type(exc).__name__}: {exc}",
                         "check the factory's arguments") from exc
+
+    def _from_dotted(self, path: str, args: Sequence[Any], kwargs: dict[str, Any], annotation: Any, ov: Override,
+                     here: str) -> Any:
+        """``model=my_pkg.factories.big(1024)``: a function (or class) by dotted path, called; must fit ``here``."""
+        from nemorun_core.config.factories import import_dotted
+
+        try:
+            fn = import_dotted(path)
+        except Exception as exc:  # the module itself failed to import: say so rather than "unknown"
+            raise error(ov.text, here, f"importing {path} failed: {type(exc).__name__}: {exc}",
+                        "fix the module, or use a registered factory's name") from None
+        if fn is None or not callable(fn):
+            raise error(ov.text, here, f"unknown factory {path!r} for {here}: nothing callable at that dotted path",
+                        "check the module and function names (module.function), or use a registered factory")
+        try:
+            value = to_config(fn(*args, **kwargs))
+        except Exception as exc:
+            raise error(ov.text, here, f"{path} raised {type(exc).__name__}: {exc}", "check its arguments") from exc
+        problem = loaded_target_problem(value, annotation)
+        if problem is not None:
+            raise error(ov.text, here, f"{path}: {problem[1]}", f"give {here} a factory that builds what it takes")
+        return value
 
     def _from_file(self, ref: FileRef, annotation: Any, ov: Override, here: str) -> Any:
         from nemorun_core.config import serialize
@@ -323,16 +394,61 @@ def loaded_target_problem(value: Any, annotation: Any, path: str = "") -> tuple[
 
 def from_plain(cfg: Any, data: dict[str, Any], *, prefix: str = "") -> Any:
     """Set the keys of a plain mapping on ``cfg``; nested mappings fill dataclass-annotated parameters."""
+    from nemorun_core.config import typecheck
     from nemorun_core.config.buildable import Config
 
     params = parameters(cfg.__fn_or_cls__)
     for key, value in data.items():
         annotation = params.get(key, (None, MISSING))[0]
         cls = dataclass_of(annotation)
-        if cls is not None and isinstance(value, dict):
+        if isinstance(value, dict) and "_factory_" in value:  # NeMo Run's YAML: start from a registered factory
+            here = f"{prefix}.{key}" if prefix else key
+            base = _plain_factory(cfg.__fn_or_cls__, key, annotation, value["_factory_"], here)
+            value = from_plain(base, {k: v for k, v in value.items() if k != "_factory_"}, prefix=here)
+        elif cls is not None and isinstance(value, dict):
             value = from_plain(Config(cls), value, prefix=f"{prefix}.{key}" if prefix else key)
-        setattr(cfg, key, value)
+        setattr(cfg, key, typecheck.file_value(value, annotation))  # ``lr: 3e-4`` (text to YAML 1.1): a float
     return cfg
+
+
+def _plain_factory(owner: Any, key: str, annotation: Any, name: Any, here: str) -> Any:
+    """The config of the factory ``name`` registered for parameter ``key`` of ``owner`` (``_factory_: name``)."""
+    from nemorun_core.config.buildable import is_buildable
+
+    factories = REGISTRY.for_parameter(owner, key, annotation)
+    match = [f for f in factories if f.name == name]
+    if not match:
+        hint = did_you_mean(str(name), [f.name for f in factories]).lstrip("; ") or \
+            f"factories for {here}: {', '.join(sorted({f.name for f in factories})) or 'none registered'}"
+        raise ConfigError(f"unknown _factory_ {name!r}\n  hint: {hint}", path=here)
+    value = call_factory(match[-1], {})
+    if not is_buildable(value):
+        raise ConfigError(f"_factory_ {name!r} returned {type(value).__name__}, not a config, so the other keys "
+                          "cannot be set on it", path=here)
+    return value
+
+
+def _is_config(value: Any) -> bool:
+    from nemorun_core.config.buildable import is_buildable
+
+    return is_buildable(value)
+
+
+def _item_annotation(annotation: Any) -> Any:
+    """``Model`` for ``list[Model]``, ``Sequence[Model]``, ``tuple[Model, ...]`` (also in Optional); else None."""
+    import collections.abc
+
+    for m in grammar.union_members(annotation):
+        origin = typing.get_origin(m)
+        args = typing.get_args(m)
+        if origin in (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.MutableSequence) and args:
+            return args[0]
+    return None
+
+
+def _as_sequence(items: list[Any], annotation: Any) -> Any:
+    wants_tuple = any(typing.get_origin(m) is tuple or m is tuple for m in grammar.union_members(annotation))
+    return tuple(items) if wants_tuple else items
 
 
 def _takes_kwargs(target: Any) -> bool:

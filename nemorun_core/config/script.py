@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 from typing import Optional
 
@@ -74,6 +75,38 @@ class Script:
         if self.m:
             return [interp, "-m", self.path, *self.args]
         return [interp, inline_file if self.inline else self.path, *self.args]
+
+    def get_name(self) -> str:
+        """A short name for the script (NeMo Run's ``get_name``): the file's base name, or the first ten characters of
+        inline text with every run of other characters than letters and digits made ``_``."""
+        if self.inline:
+            return re.sub(r"[^0-9a-zA-Z]+", "_", self.inline.strip()[:10])
+        return os.path.basename(self.path)
+
+    def to_command(self, with_entrypoint: bool = False, filename: Optional[str] = None,
+                   is_local: bool = False) -> list[str]:
+        """The script as an argument list (NeMo Run's ``to_command``), for ``subprocess`` or ``shlex.join``.
+
+        A file: ``[path, *args]`` (``["-m", path, *args]`` with ``m=True``). Inline text: ``["-c", text]``, or, with
+        ``filename``, the text is written there (with a ``#!/usr/bin/env bash`` line) and the command is
+        ``[filename]``. ``with_entrypoint`` puts the interpreter first (``python``, ``bash`` or ``sh``, as
+        :attr:`interpreter` chooses). ``is_local`` is accepted for NeMo Run code and changes nothing: the
+        executors place the job's files themselves, so the file is named where it was written.
+
+        Unlike NeMo Run, inline text is one argument, not pre-quoted for a shell line: ``shlex.join`` quotes it.
+        """
+        del is_local
+        if self.inline:
+            if filename:
+                os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
+                with open(filename, "w") as f:
+                    f.write("#!/usr/bin/env bash\n" + self.inline)
+                cmd = [filename]
+            else:
+                cmd = ["-c", self.inline]
+        else:
+            cmd = ["-m", self.path, *self.args] if self.m else [self.path, *self.args]
+        return [self.interpreter, *cmd] if with_entrypoint else cmd
 
     def check_exists(self, base: str | None) -> None:
         """Fail before submission when a local script file is missing."""

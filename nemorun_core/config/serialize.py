@@ -299,8 +299,14 @@ class _Decoder:
             _require_dataclass(target, data["_target_"], path)
         elif self.build or instance:
             return call_target(target, args, bool(data.get("_partial_")), path)
+        from nemorun_core.config import typecheck
         from nemorun_core.config.buildable import Config, Partial
 
+        # Numbers written as text by hand (``learning_rate: 3e-4``, a string to YAML 1.1) for float parameters.
+        annotations = typecheck.parameter_annotations(getattr(target, "__nemorun_wrapped__", target))
+        for k in args:
+            if isinstance(k, str):
+                args[k] = typecheck.file_value(args[k], annotations.get(k))
         cls = Partial if data.get("_partial_") else Config
         positional = [args.pop(i) for i in sorted(k for k in list(args) if isinstance(k, int))]
         return cls(target, *positional, **args)

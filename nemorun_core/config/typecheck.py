@@ -50,6 +50,78 @@ def parameter_annotations(fn_or_cls: Callable[..., Any]) -> dict[str, Any]:
     return hints
 
 
+@functools.lru_cache(maxsize=1024)
+def default_buildables(fn_or_cls: Callable[..., Any]) -> tuple[tuple[str, type, Any], ...]:
+    """``(name, buildable class, T)`` for each parameter annotated ``Annotated[Optional[T], run.Config[T]]``
+    (``run.OptionalDefaultConfig[T]``; ``run.Partial[T]`` for ``OptionalDefaultPartial``): the parameters that get
+    a fresh ``run.Config(T)`` when they are not given. Empty when the annotations cannot be resolved."""
+    target = fn_or_cls
+    if inspect.isclass(fn_or_cls) and not dataclasses.is_dataclass(fn_or_cls):
+        target = fn_or_cls.__init__
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:
+        return ()
+    found = []
+    for name, hint in hints.items():
+        if name == "return":
+            continue
+        spec = _optional_default(hint)
+        if spec is not None:
+            found.append((name, *spec))
+    return tuple(found)
+
+
+def _optional_default(hint: Any) -> tuple[type, Any] | None:
+    import fiddle as fdl
+
+    from nemorun_core.config.buildable import Config, Partial
+
+    if typing.get_origin(hint) in (Union, types.UnionType):  # Optional[Annotated[...]]: implicit Optional of old
+        arms = [a for a in typing.get_args(hint) if a is not _NONE_TYPE]
+        if len(arms) != 1:
+            return None
+        hint = arms[0]
+    if typing.get_origin(hint) is not typing.Annotated:
+        return None
+    base, *metadata = typing.get_args(hint)
+    if typing.get_origin(base) not in (Union, types.UnionType) or _NONE_TYPE not in typing.get_args(base):
+        return None
+    arms = [a for a in typing.get_args(base) if a is not _NONE_TYPE]
+    if len(arms) != 1:
+        return None
+    for meta in metadata:
+        cls = typing.get_origin(meta) or meta
+        if not (isinstance(cls, type) and issubclass(cls, fdl.Buildable)):
+            continue
+        if not issubclass(cls, (Config, Partial)):  # plain fiddle classes: use ours, which check names and types
+            cls = Partial if issubclass(cls, fdl.Partial) else Config
+        produced = (typing.get_args(meta) or arms)[0]
+        if isinstance(produced, typing.TypeVar):  # OptionalDefaultConfig[T]: metadata is not substituted
+            produced = arms[0]
+        return (cls, produced) if callable(produced) else None
+    return None
+
+
+# A number as YAML 1.2 (and JSON, TOML, Python) writes it. YAML 1.1, which PyYAML reads, takes ``3e-4`` and ``1e5``
+# (no dot, or no sign in the exponent) for strings.
+_NUMBER_TEXT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?")
+
+
+def file_value(value: Any, annotation: Any) -> Any:
+    """A value read from a config file, fitted to its parameter: text that is a number (``"3e-4"``, as YAML 1.1 reads
+    ``learning_rate: 3e-4``) becomes a float where the parameter takes a float and not a string. Any other value is
+    returned as it is, so a string that is no number still fails the type check, naming the parameter."""
+    if not isinstance(value, str) or type(value) is not str or not _NUMBER_TEXT.fullmatch(value.strip()):
+        return value
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    arms = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    if float in arms and str not in arms and Any not in arms:
+        return float(value.strip())
+    return value
+
+
 def type_name(annotation: Any) -> str:
     """A short readable name for an annotation: ``int``, ``Optional[str]``, ``List[int]``, ``ModelConfig``."""
     if annotation is _NONE_TYPE or annotation is None:

@@ -58,7 +58,7 @@ def test_values_after_equals(session):
     assert complete(session, "model=my") == ["model=my_model"]
     assert complete(session, "debug=") == ["debug=false", "debug=true"]
     # the built-ins, plus the backends installed packages register (the test envs have tests/fixtures' echo)
-    assert complete(session, "executor=") == [f"executor={n}" for n in _backends("docker", "local", "none", "slurm")]
+    assert complete(session, "executor=") == [f"executor={n}" for n in _backends("docker", "local", "none", "ray", "slurm")]
     assert complete(session, "model.hidden_size=") == []
     s = Session(everything, info_of(everything), prog="train.py")
     assert candidates(s, 1, ["train.py", "precision="]) == ["precision=BF16", "precision=FP32"]
@@ -75,7 +75,7 @@ def test_files_after_at(session, tmp_path, monkeypatch):
     assert complete(session, "--factory", "@c") == ["@configs/"]
     assert complete(session, "--factory", "") == ["quick"]
     assert complete(session, "--to-yaml", "configs/") == ["configs/base.yaml", "configs/notes.txt"]
-    assert complete(session, "--executor", "") == _backends("docker", "local", "none", "slurm")
+    assert complete(session, "--executor", "") == _backends("docker", "local", "none", "ray", "slurm")
 
 
 def test_bash_wordbreak_trimming(session, monkeypatch):

@@ -65,7 +65,7 @@ def test_parse(text, path, op, value):
         ("xs=[1, 2", "not a valid Python literal"),  # unbalanced brackets
         ("s='abc", "not a valid Python literal"),  # unbalanced quote
         ("m=@", "must be followed by a file name"),
-        ("m=f(1, 2)", "keyword arguments only"),
+        ("m=f(*xs)", "not *args or **kwargs"),
         ("m=f(a=[1)", "cannot parse the arguments"),
         ("m=f(a=x+1)", "is not a literal"),
         ("x+=@f.yaml", "needs a literal operand"),

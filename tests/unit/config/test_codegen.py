@@ -66,14 +66,14 @@ def test_every_value_kind_round_trips():
         maybe=None,
         color=Color.BLUE,
         where=pathlib.Path("/tmp/a b"),
-        point=Point(1, 0),
         activation=relu,
         nested={"a": [1, None, True], "b": {"c": (1, 2)}},
         items=[run.Config(Point, x=3), {1, 2}, frozenset(), b"raw"],
     )
+    cfg.point = Point(1, 0)  # a dataclass value is stored as its config, as in NeMo Run
     code = to_code(cfg)
     assert "from pathlib import Path" in code and "where=Path('/tmp/a b')" in code
-    assert "point=Point(x=1)" in code  # only fields that differ from defaults
+    assert "point=run.Config(Point, x=1)" in code  # only fields that differ from defaults
     assert "shape=(3,)" in code and "ratio=float('inf')" in code
     assert rebuilt(code) == cfg
 

@@ -42,7 +42,7 @@ def everything():
         point=Point(3, 4),
         activation=relu,
         nested={"none": None, "list": [None, 1, (2, 3)], "deep": {"p": run.Config(Point, x=1)}},
-        items=[run.Partial(Point, y=2), [], {}],
+        items=[run.Partial(Point, y=2), [], {}, Point(5, 6)],
     )
 
 
@@ -66,12 +66,14 @@ def test_round_trip_preserves_value_types(fmt):
     assert back.maybe is None
     assert back.color is Color.BLUE
     assert back.where == pathlib.Path("/data/a b") and isinstance(back.where, pathlib.Path)
-    assert back.point == Point(3, 4) and isinstance(back.point, Point)
+    assert back.point == run.Config(Point, x=3, y=4)  # an argument's dataclass value is stored as its config
+    assert back.items[3] == Point(5, 6) and isinstance(back.items[3], Point)  # inside a container it stays a value
     assert back.activation is relu
     assert back.nested["list"] == [None, 1, (2, 3)]
     assert type(back.items[0]) is run.Partial
     untrusted = load(dump(everything()))  # the default for a user's file: nothing is called while it is read
     assert untrusted.point == run.Config(Point, x=3, y=4) and untrusted.color is Color.BLUE
+    assert untrusted.items[3] == run.Config(Point, x=5, y=6)
 
 
 def test_yaml_form_is_readable():
