@@ -33,6 +33,7 @@ from nemorun_core.executors.fields import check_env_vars  # noqa: F401 - its hom
 from nemorun_core.executors.fields import CheckedInit
 from nemorun_core.executors.jobkey import JobKey
 from nemorun_core.executors.outage import Outage
+from nemorun_core.packaging.base import packages_code
 
 HANDLE_VERSION = 1
 
@@ -492,6 +493,19 @@ class Executor(abc.ABC, metaclass=CheckedInit):
         multi-process backends override it."""
         return 1, 1
 
+    # -- NeMo Run's methods, for code written against it (the core uses nodes_and_tasks) ----------------------------
+    def nnodes(self) -> int:
+        """The nodes of one job (``nodes_and_tasks[0]``)."""
+        return self.nodes_and_tasks[0]
+
+    def nproc_per_node(self) -> int:
+        """The processes per node of one job (``nodes_and_tasks[1]``; with a launcher, its workers per node)."""
+        return self.nodes_and_tasks[1]
+
+    def info(self) -> str:
+        """A one-line description of where this executor runs jobs (executors name their host or cluster)."""
+        return type(self).__qualname__
+
     def clone(self) -> "Executor":
         """A deep copy: plugins mutate the copy attached to one task, never the user's object."""
         import copy
@@ -598,8 +612,11 @@ def package_code(packager: Any, output_dir: str, base_dir: str | None = None) ->
 
     Inside a submission batch (``SUBMISSION_BATCH`` set) the same packager, base and output directories give the
     package built first, whichever executor asks; outside one, every call packages (the code may have changed).
-    Blocking; raises whatever the packager raises (``PackagingError`` with the fix).
+    Blocking; raises whatever the packager raises (``PackagingError`` with the fix). None for the pass-through
+    ``run.Packager()``, which packages nothing (callers check ``packaging.base.packages_code`` first).
     """
+    if not packages_code(packager):
+        return None
     batch = SUBMISSION_BATCH.get()
     base_dir = base_dir or os.getcwd()
     key = (batch, repr(packager), base_dir, output_dir)

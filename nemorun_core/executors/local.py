@@ -48,6 +48,7 @@ from nemorun_core.executors.files import read_json, read_lines, write_atomic
 from nemorun_core.executors.lines import LineBuffer, decode
 from nemorun_core.executors.procs import ended, proc_stat, signal_probe
 from nemorun_core.jobfiles import JobFiles
+from nemorun_core.packaging.base import check_packager, packages_code
 from nemorun_core.secrets import is_secret, without_held
 
 # The job directory's names, from their one definition (kept as module names for existing imports).
@@ -82,6 +83,12 @@ class LocalExecutor(LocalJobFiles, Executor):
         ntasks_per_node: processes started for the task; each gets the rank environment of ``ranks.py``
             (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR=127.0.0.1``, a free ``MASTER_PORT``...).
             With a launcher (``Torchrun``) this is the launcher's processes per node instead.
+        nodes: nodes to emulate on this machine (NeMo Run's ``nodes``): ``nodes * ntasks_per_node`` processes, each
+            with its node's ``NODE_RANK`` in the rank environment; with a launcher, one launcher process per node
+            (``torchrun --nnodes`` with ``--node-rank`` 0..nodes-1, meeting at 127.0.0.1). For testing multi-node
+            code on one machine; every process shares this machine's GPUs.
+        retries: when a process of the job fails, start all of them again, up to this many times (NeMo Run's
+            ``retries``); the attempts append to one log, and the last attempt's exit codes are the job's.
         launcher: ``None``, ``"torchrun"`` or a launcher object such as ``run.Torchrun()``.
         cancel_grace_s: seconds between SIGTERM and SIGKILL when a job is cancelled.
         python: interpreter for Python tasks; defaults to the submitting interpreter.
@@ -89,15 +96,20 @@ class LocalExecutor(LocalJobFiles, Executor):
             ``launch.sh``, without 20 ms of interpreter start-up per job). Used only where that is equivalent: no
             launcher, the default interpreter, no ``PYTHON*`` variable other than ``PYTHONPATH`` in the task's
             environment.
+        packager: None or the pass-through ``run.Packager()`` (NeMo Run's spelling): a local task runs in its
+            working directory, on the code already there, so nothing is packaged.
     """
 
     env_vars: dict[str, str] = dataclasses.field(default_factory=dict)
     working_dir: Optional[str] = None
     ntasks_per_node: int = 1
+    nodes: int = 1
+    retries: int = 0
     launcher: Any = None
     cancel_grace_s: float = 10.0
     python: Optional[str] = None
     fork_server: bool = True
+    packager: Any = None
 
     backend: ClassVar[str] = "local"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -112,11 +124,19 @@ class LocalExecutor(LocalJobFiles, Executor):
         """Reject bad settings with an error naming the field and the fix (called at creation and submission)."""
         check_env_vars(self.env_vars, "LocalExecutor.env_vars")
         check_count(self.ntasks_per_node, "LocalExecutor.ntasks_per_node")
+        check_count(self.nodes, "LocalExecutor.nodes")
+        check_count(self.retries, "LocalExecutor.retries", minimum=0)
         if self.working_dir is not None and not isinstance(self.working_dir, str):
             raise ConfigError(f"must be a path string, got {self.working_dir!r}", path="LocalExecutor.working_dir")
         if self.python is not None:
             check_interpreter(self.python, "LocalExecutor.python")
         check_seconds(self.cancel_grace_s, "LocalExecutor.cancel_grace_s")
+        check_packager(self.packager, "LocalExecutor.packager")
+        if packages_code(self.packager):
+            raise ConfigError(f"a local task runs in its working directory, on the code already there, so it takes "
+                              f"packager=None or the pass-through run.Packager(), not {type(self.packager).__name__}; "
+                              "to run packaged code on this machine use run.DockerExecutor(packager=...)",
+                              path="LocalExecutor.packager")
         from nemorun_core.launchers import resolve_launcher
 
         resolve_launcher(self.launcher)  # raises on an unknown launcher name
@@ -152,7 +172,7 @@ class LocalExecutor(LocalJobFiles, Executor):
         its workers' own)."""
         from nemorun_core.launchers import resolve_launcher
 
-        return resolve_launcher(self.launcher) is None and ranks.is_distributed(1, self.ntasks_per_node)
+        return resolve_launcher(self.launcher) is None and ranks.is_distributed(self.nodes, self.ntasks_per_node)
 
     def render(self, job: Job, plan: "LocalPlan") -> SubmitRequest:
         """The job's request: ``launch.sh`` (kept in the job directory as ``JobFiles.LAUNCH_SCRIPT``) and the files
@@ -162,15 +182,16 @@ class LocalExecutor(LocalJobFiles, Executor):
         rank_envs = None
         if self._rank_processes():
             port = plan.master_port if plan.master_port is not None else ranks.preferred_port(job.key)
-            rank_envs = ranks.process_envs(1, self.ntasks_per_node, ranks.LOOPBACK, port)
+            rank_envs = ranks.process_envs(self.nodes, self.ntasks_per_node, ranks.LOOPBACK, port)
         text = render_launch_script(job, argv, plan.cwd, env, self.ntasks_per_node, self.launcher,
-                                    self.cancel_grace_s, rank_envs=rank_envs)
+                                    self.cancel_grace_s, rank_envs=rank_envs, nodes=self.nodes, retries=self.retries)
         return SubmitRequest(
             self.backend,
             text,
             files=dict(job.files),
             meta={"argv": argv, "cwd": plan.cwd, "env": sorted(env), "ntasks_per_node": self.ntasks_per_node,
-                  "cancel_grace_s": self.cancel_grace_s, "rank_env": rank_envs or [{}] * self.ntasks_per_node},
+                  "nodes": self.nodes, "cancel_grace_s": self.cancel_grace_s,
+                  "rank_env": rank_envs or [{}] * self.ntasks_per_node},
             sent_as=JobFiles.LAUNCH_SCRIPT,
         )
 
@@ -253,7 +274,11 @@ class LocalExecutor(LocalJobFiles, Executor):
 
     @property
     def nodes_and_tasks(self) -> tuple[int, int]:
-        return 1, self.ntasks_per_node
+        return self.nodes, self.ntasks_per_node
+
+    def info(self) -> str:
+        """``"LocalExecutor on this machine"`` (NeMo Run's method)."""
+        return f"{type(self).__qualname__} on this machine"
 
     def warm_up(self) -> None:
         """Start this process's fork server in the background (no wait), if Python jobs will use it."""
@@ -269,6 +294,7 @@ class LocalExecutor(LocalJobFiles, Executor):
             self.fork_server
             and job.command[:3] == runner_command(job.job_dir)[:3]
             and resolve_launcher(self.launcher) is None
+            and not self.retries  # the fork server runs each rank once; launch.sh restarts them
             and self.python in (None, sys.executable)
             and not any(k.startswith("PYTHON") and k != "PYTHONPATH" for k in env)
         )
@@ -283,7 +309,7 @@ class LocalExecutor(LocalJobFiles, Executor):
             from nemorun_core.executors.forkserver import server_for
 
             spawn = {"job_dir": job.job_dir, "cwd": request.meta["cwd"], "env": proc_env,
-                     "ntasks": request.meta["ntasks_per_node"], "grace": request.meta["cancel_grace_s"],
+                     "ntasks": len(request.meta["rank_env"]), "grace": request.meta["cancel_grace_s"],
                      "rank_env": request.meta["rank_env"],
                      "python_path": [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]}
             try:
@@ -470,13 +496,16 @@ def render_launch_script(
     grace: float,
     *,
     rank_envs: Optional[Sequence[dict[str, str]]] = None,
+    nodes: int = 1,
+    retries: int = 0,
 ) -> str:
     """Render ``launch.sh`` for a job. Pure. Secret values never appear in it: the submitting process passes the
     environment to the supervisor; the script lists variable names only.
 
     ``rank_envs`` is each process's rank environment (``ranks.process_envs``); None: that of the job's preferred
-    port when it has several processes and no launcher."""
-    from nemorun_core.launchers import resolve_launcher
+    port when it has several processes and no launcher. ``nodes`` emulated nodes: ``nodes * ntasks`` processes,
+    or one launcher process per node. ``retries``: start them all again, up to that many times, while one fails."""
+    from nemorun_core.launchers import resolve_launcher, wrap_command
 
     q = shlex.quote
     lines = [
@@ -492,12 +521,14 @@ def render_launch_script(
             lines.append(_comment(f"  {name}={shown}"))
     launcher_obj = resolve_launcher(launcher)
     if launcher_obj is not None:
-        commands = [launcher_obj.wrap(argv, nodes=1, nproc_per_node=ntasks, node_rank=0, master_addr=ranks.LOOPBACK)]
-        prefixes = [""]
+        commands = [wrap_command(launcher_obj, argv, nodes=nodes, nproc_per_node=ntasks, node_rank=node,
+                                 master_addr=ranks.LOOPBACK, profile_dir=job.job_dir) for node in range(nodes)]
+        prefixes = ["".join(f"{name}={q(value)} " for name, value in ranks.node_env(node, nodes).items())
+                    for node in range(nodes)]
     else:
-        commands = [argv] * ntasks
+        commands = [argv] * (nodes * ntasks)
         if rank_envs is None:
-            rank_envs = ranks.process_envs(1, ntasks, ranks.LOOPBACK, ranks.preferred_port(job.key))
+            rank_envs = ranks.process_envs(nodes, ntasks, ranks.LOOPBACK, ranks.preferred_port(job.key))
         prefixes = ["".join(f"{name}={q(value)} " for name, value in one.items()) for one in rank_envs]
     lines += [
         f"job_dir={q(job.job_dir)}",
@@ -515,6 +546,7 @@ def render_launch_script(
         # wait returns early when a trapped signal arrives: wait again until the process is really gone.
         'reap() { while :; do wait "$1"; rc=$?; kill -0 "$1" 2>/dev/null || return "$rc"; done; }',
     ]
+    start = len(lines)  # the lines that start and reap the processes: one attempt
     for i, (cmd, prefix) in enumerate(zip(commands, prefixes)):
         lines.append(f"{prefix}{' '.join(q(a) for a in cmd)} &")
         lines.append(f"pid{i}=$!")
@@ -527,6 +559,16 @@ def render_launch_script(
     for i in range(len(commands)):
         lines.append(f'reap "$pid{i}"; rc{i}=$?')
         codes.append(f"$rc{i}")
+    if retries:
+        # Start every process again while one failed, unless the job was cancelled: attempts share the log.
+        body = ["  " + line for line in lines[start:]]
+        del lines[start:]
+        lines += ["attempt=1", "while :; do", *body,
+                  f'  ok=1; for rc in {" ".join(codes)}; do [ "$rc" -eq 0 ] || ok=; done',
+                  f'  {{ [ -n "$ok" ] || [ -n "$killer" ] || [ "$attempt" -gt {retries} ]; }} && break',
+                  f'  echo "nemorun: attempt $attempt of {retries + 1} ended with exit codes {" ".join(codes)}; '
+                  'starting it again" >&2',
+                  "  attempt=$((attempt + 1))", "done"]
     lines.append('[ -n "$killer" ] && kill "$killer" 2>/dev/null')
     lines.append(f'finish "{", ".join(codes)}"')
     return "\n".join(lines) + "\n"

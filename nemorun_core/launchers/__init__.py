@@ -34,3 +34,18 @@ def resolve_launcher(launcher: Any) -> Any:
     if not hasattr(launcher, "wrap"):
         raise ConfigError(f"{launcher!r} is not a launcher (it has no wrap method); use run.Torchrun()", path="launcher")
     return launcher
+
+
+def wrap_command(launcher: Any, argv: list[str], *, profile_dir: str, **shape: Any) -> list[str]:
+    """``launcher.wrap(argv, **shape)``, telling nemorun's own launchers (:class:`~nemorun_core.launchers.base.
+    Launcher`) the job's directory where the job runs (their profiler reports go there); another object with a
+    ``wrap`` method gets the shape only.
+
+    Args:
+        shape: ``nodes``, ``nproc_per_node``, ``node_rank``, ``master_addr`` (see ``Torchrun.wrap``).
+    """
+    from nemorun_core.launchers.base import Launcher
+
+    if isinstance(launcher, Launcher):
+        return launcher.wrap(argv, profile_dir=profile_dir, **shape)
+    return launcher.wrap(argv, **shape)

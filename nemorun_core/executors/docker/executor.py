@@ -27,7 +27,7 @@ import os
 import time
 from typing import Any, ClassVar, Iterator, Mapping, Optional, Sequence
 
-from nemorun_core.errors import BackendUnavailableError, ExecutorError, SubmissionError
+from nemorun_core.errors import BackendUnavailableError, ConfigError, ExecutorError, SubmissionError
 from nemorun_core.executors.base import (
     Executor,
     Job,
@@ -49,6 +49,7 @@ from nemorun_core.executors.docker.spec import to_sdk_kwargs
 from nemorun_core.executors.files import read_json, rewrite_payload, write_atomic
 from nemorun_core.executors.lines import check_offsets
 from nemorun_core.jobfiles import JobFiles
+from nemorun_core.packaging.base import check_packager, packages_code
 
 HANDLE_FILE, CANCEL_FILE, LOG_FILE = JobFiles.HANDLE, JobFiles.CANCEL, JobFiles.LOG
 OUTCOME_FILE = "docker_outcome.json"  # the containers' final states, kept when cleanup removes them
@@ -113,18 +114,23 @@ class DockerExecutor(LocalJobFiles, Executor):
     Args:
         container_image: the image (``"nvidia/pytorch:24.05-py3"``); it must already be on the engine (``docker
             pull`` / ``docker load``): nemorun never pulls.
-        num_gpus: GPUs per container: None/0 (none), an int, or ``"all"``; becomes a ``DeviceRequest``.
+        num_gpus: GPUs per container: None/0 (none), an int, or ``"all"`` (``-1``, NeMo Run's spelling, is the
+            same); becomes a ``DeviceRequest``.
         volumes: ``["/host/path:/container/path[:ro]"]`` bind mounts (absolute host paths).
         ports: ``[8080]``, ``["8080:8080"]``, ``[(8080, 8080)]`` or ``{8080: 8080}``. With ``network="host"`` the
             container uses this machine's ports directly, so a port can only be published as itself.
         env_vars: the containers' environment (values are strings).
         runtime, shm_size, ulimits, ipc_mode, user: as ``docker run`` (``ulimits={"nofile": (65536, 65536)}``).
         network: ``"host"`` (default) or ``"none"``; other networks are refused.
-        packager: None (the task's code is mounted read-only from its host paths), a packager (its archive is
-            extracted into ``$NEMORUN_HOME/docker-code/<digest>`` and mounted at ``/workspace/code``) or a
-            ``DockerImagePackager`` (the code is built into an image, which the containers run).
-        extra_args: more ``containers.create`` arguments (``{"mem_limit": "4g", "cpu_quota": 50000}``), checked
-            against an allowed set.
+        packager: None or the pass-through ``run.Packager()`` (the task's code is mounted read-only from its host
+            paths, beside ``volumes``), a packager (its archive is extracted into
+            ``$NEMORUN_HOME/docker-code/<digest>`` and mounted at ``/workspace/code``) or a ``DockerImagePackager``
+            (the code is built into an image, which the containers run).
+        extra_args, additional_kwargs: more ``containers.create`` arguments (``{"mem_limit": "4g", "cpu_quota":
+            50000}``), checked against an allowed set; ``additional_kwargs`` is NeMo Run's name of the same setting.
+        privileged: run the containers privileged (``docker run --privileged``: every device, no confinement).
+        healthcheck: the containers' health check, as the Docker SDK takes it: ``{"test": ["CMD", "true"],
+            "interval": 10**10}`` (durations in nanoseconds); the container's health is in ``docker ps``.
         nodes, ntasks_per_node: containers per job (each with the rank environment of ``executors/ranks.py``:
             ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``...); with a launcher, one
             container per node runs the launcher with ``ntasks_per_node`` processes.
@@ -150,6 +156,9 @@ class DockerExecutor(LocalJobFiles, Executor):
     user: Optional[str] = None
     packager: Any = None
     extra_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    additional_kwargs: Optional[dict[str, Any]] = None
+    privileged: bool = False
+    healthcheck: dict[str, Any] = dataclasses.field(default_factory=dict)
     nodes: int = 1
     ntasks_per_node: int = 1
     launcher: Any = None
@@ -166,11 +175,26 @@ class DockerExecutor(LocalJobFiles, Executor):
          Capability.FETCH_FILES})
 
     def __post_init__(self) -> None:
+        if self.num_gpus == -1 and not isinstance(self.num_gpus, bool):
+            self.num_gpus = "all"  # NeMo Run's "all GPUs"
+        if self.additional_kwargs is not None:
+            if self.extra_args and self.extra_args != self.additional_kwargs:
+                raise ConfigError("extra_args and additional_kwargs are one setting and disagree; give one",
+                                  path="DockerExecutor.additional_kwargs")
+            if not isinstance(self.additional_kwargs, Mapping):
+                raise ConfigError(f"must be a dict of containers.create arguments, got {self.additional_kwargs!r}",
+                                  path="DockerExecutor.additional_kwargs")
+            self.extra_args, self.additional_kwargs = dict(self.additional_kwargs), None
         self.check()
 
     def check(self) -> None:
         """Reject bad settings before anything is created; each error names the field and the fix."""
         S.check_fields(self)
+        check_packager(self.packager, "DockerExecutor.packager")
+
+    def info(self) -> str:
+        """``"DockerExecutor on <engine address>"`` (NeMo Run's method)."""
+        return f"{type(self).__qualname__} on {self.host() or 'the default Docker engine'}"
 
     # -- rendering (pure) -------------------------------------------------------------------------------------------
     def host(self) -> str:
@@ -227,7 +251,7 @@ class DockerExecutor(LocalJobFiles, Executor):
             image = self.container_image
             if client is not None:
                 require_image(client, image)
-            if self.packager is not None:
+            if packages_code(self.packager):  # None or the pass-through run.Packager(): the host's code, mounted
                 if dry:
                     code_dir = os.path.join(default_home(), "docker-code", DIGEST_PLACEHOLDER)
                     placeholders[DIGEST_PLACEHOLDER] = "the content digest of the code package built at submission"

@@ -22,7 +22,7 @@ from nemorun_core.errors import ConfigError, SubmissionError
 from nemorun_core.executors.base import package_code
 from nemorun_core.executors.docker import engine
 from nemorun_core.executors.install import install_once
-from nemorun_core.packaging.base import Package, Packager
+from nemorun_core.packaging.base import Package, Packager, packages_code
 
 TAG_REPO = "nemorun-code"
 
@@ -52,6 +52,11 @@ class DockerImagePackager(Packager):
                               path="DockerImagePackager.workdir")
         if self.packager is not None and not isinstance(self.packager, Packager):
             raise ConfigError(f"must be a packager such as run.GitArchivePackager(), got {self.packager!r}",
+                              path="DockerImagePackager.packager")
+        if self.packager is not None and not packages_code(self.packager):
+            raise ConfigError("the pass-through run.Packager() puts no code into the image: give a packager that "
+                              "does (run.GitArchivePackager(), run.PatternPackager(...)), or use "
+                              "DockerExecutor(packager=run.Packager()) to mount the host's code",
                               path="DockerImagePackager.packager")
 
     def _inner(self) -> Packager:

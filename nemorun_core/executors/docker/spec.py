@@ -216,6 +216,38 @@ def parse_ulimits(ulimits: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda u: u["name"])
 
 
+HEALTHCHECK_DURATIONS = ("interval", "timeout", "start_period")  # what docker.types.Healthcheck reads
+
+
+def check_healthcheck(value: Any) -> None:
+    """Refuse a health check the engine would refuse at creation: the Docker SDK's dict (``test``, ``interval``,
+    ``timeout``, ``retries``, ``start_period``; durations in nanoseconds, 0 or >= 1 ms). The SDK ignores other
+    keys silently, so they are refused here."""
+    if not isinstance(value, Mapping):
+        raise _err("healthcheck", f"must be a dict such as {{'test': ['CMD', 'true'], 'interval': 10**10}}, "
+                                  f"got {value!r}")
+    known = ("test", "retries", *HEALTHCHECK_DURATIONS)
+    for key, item in value.items():
+        if key not in known:
+            from nemorun_core.errors import did_you_mean
+
+            raise _err("healthcheck", f"unknown key {key!r}{did_you_mean(str(key), known) or ''}; the keys are "
+                                      f"{', '.join(known)}")
+        if key == "test":
+            ok = (isinstance(item, str) and item) or (isinstance(item, (list, tuple)) and item
+                                                      and all(isinstance(a, str) for a in item))
+            if not ok:
+                raise _err("healthcheck", f"test must be a command string or a list such as ['CMD', 'curl', "
+                                          f"'-f', 'http://localhost'], got {item!r}")
+        elif key == "retries":
+            check_count(item, "DockerExecutor.healthcheck.retries", minimum=0)
+        elif isinstance(item, bool) or not isinstance(item, int) or (item != 0 and item < 1_000_000):
+            raise _err("healthcheck", f"{key} is in nanoseconds (an int, 0 or at least 1 ms = 1000000), got "
+                                      f"{item!r}; e.g. 10 s is 10**10")
+    if value and "test" not in value:
+        raise _err("healthcheck", "needs a 'test' command, e.g. {'test': ['CMD', 'true']}")
+
+
 def check_env(env: Any, field: str = "env_vars") -> None:
     check_env_vars(env, f"DockerExecutor.{field}")
 
@@ -228,7 +260,7 @@ def check_fields(ex: Any) -> None:
     num_gpus = ex.num_gpus
     if num_gpus is not None and num_gpus != "all" and (
             not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 0):
-        raise _err("num_gpus", f"must be None, an int >= 0 or 'all', got {num_gpus!r}")
+        raise _err("num_gpus", f"must be None, an int >= 0 or 'all' (or -1, NeMo Run's 'all'), got {num_gpus!r}")
     if not isinstance(ex.volumes, (list, tuple)):
         raise _err("volumes", f"must be a list of '/host:/container[:ro]' strings, got {ex.volumes!r}")
     for i, volume in enumerate(ex.volumes):
@@ -245,6 +277,12 @@ def check_fields(ex: Any) -> None:
         raise _err("ipc_mode", f"must be one of {', '.join(IPC_MODES)} or 'container:<name>', got {ex.ipc_mode!r}")
     check_word(ex.runtime, "DockerExecutor.runtime", _IDENT, "must be a runtime name such as 'nvidia', got {value}")
     check_word(ex.user, "DockerExecutor.user", _USER, "must be 'name', 'uid' or 'uid:gid', got {value}")
+    if not isinstance(ex.privileged, bool):
+        raise _err("privileged", f"must be True or False, got {ex.privileged!r}")
+    check_healthcheck(ex.healthcheck)
+    for name, given in (("privileged", ex.privileged), ("healthcheck", ex.healthcheck)):
+        if given and isinstance(ex.extra_args, Mapping) and name in ex.extra_args:
+            raise _err(name, f"is also given in extra_args[{name!r}]; set it in one place")
     if not isinstance(ex.extra_args, Mapping):
         raise _err("extra_args", f"must be a dict of containers.create arguments, got {ex.extra_args!r}")
     for key, value in ex.extra_args.items():
@@ -338,7 +376,7 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
         port: the rendezvous port of a job of several containers (``MASTER_PORT``; the plan's); None: the job's
             preferred port (:func:`master_port`).
     """
-    from nemorun_core.launchers import resolve_launcher
+    from nemorun_core.launchers import resolve_launcher, wrap_command
 
     env_base, secrets = secret_files.split_env(job_env(ex, job, code_target=code_target))
 
@@ -368,7 +406,8 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
     per_container: list[tuple[list[str], dict[str, str]]] = []
     if launcher is not None:
         for node in range(nodes):
-            cmd = launcher.wrap(argv, nodes=nodes, nproc_per_node=ntasks, node_rank=node, master_addr=ranks.LOOPBACK)
+            cmd = wrap_command(launcher, argv, nodes=nodes, nproc_per_node=ntasks, node_rank=node,
+                               master_addr=ranks.LOOPBACK, profile_dir=job.job_dir)
             per_container.append((cmd, ranks.node_env(node, nodes)))
     else:
         envs = ranks.process_envs(nodes, ntasks, ranks.LOOPBACK, master_port(job.key) if port is None else port)
@@ -392,6 +431,11 @@ def render_specs(ex: Any, job: Any, *, image: str, nemorun_src: str, sys_path: S
     ulimits = parse_ulimits(ex.ulimits)
     if ulimits:
         common["ulimits"] = ulimits
+    if ex.privileged:
+        common["privileged"] = True
+    if ex.healthcheck:
+        common["healthcheck"] = {k: list(v) if k == "test" and not isinstance(v, str) else v
+                                 for k, v in ex.healthcheck.items()}
     common.update(ex.extra_args)
 
     specs = []

@@ -28,7 +28,11 @@ from nemorun_core.executors.base import (Capability, Executor, Job, JobHandle, J
                                          resolve_argv)
 from nemorun_core.executors.fields import (check_arg_list, check_count, check_env_vars, check_interpreter,
                                            check_word)
+from nemorun_core.executors.slurm import details as _details
+from nemorun_core.executors.slurm import options as _options
+from nemorun_core.executors.slurm.details import SlurmJobDetails
 from nemorun_core.jobfiles import JobFiles
+from nemorun_core.packaging.base import check_packager, packages_code
 from nemorun_core.secrets import is_secret
 
 # Every pattern is used with fullmatch: `$` in re.match also matches before a final newline, and a newline in an
@@ -105,8 +109,22 @@ class SlurmExecutor(Executor):
         heterogeneous: components of a heterogeneous job (``[SlurmResources(...), ...]``); the task runs as one
             ``srun`` step across all of them.
         dependency_type: how experiment dependencies become ``--dependency`` (``afterok`` by default).
+        dependencies: more Slurm jobs to wait for (``["12345"]``, or NeMo Run's handles), beside the tasks of the
+            experiment given to ``exp.add(..., dependencies=...)``; each becomes part of ``--dependency``.
+        job_name_prefix: put in front of the job's Slurm name (``"myteam-nemo:"``), as ``squeue`` shows it.
+        job_details: where the job's output goes (a ``SlurmJobDetails`` of ``nemorun_core.core.execution.slurm``;
+            subclass it and override ``stdout`` / ``stderr`` for custom paths); default ``log.out`` (and
+            ``log.err``) in the job's directory.
+        stderr_to_stdout: stderr goes into the job's log (default); False: to ``job_details.stderr`` of its own.
+        gres, exclude, comment, signal, network: as ``sbatch`` (``gres="gpu:8"``, ``exclude="node[01-03]"``,
+            ``signal="USR1@90"``, a free-text ``comment``).
+        mem_per_gpu, mem_per_cpu, cpus_per_gpu: memory and CPUs by GPU or CPU (``mem_per_gpu="80G"``); one memory
+            option at most, and ``cpus_per_gpu`` not beside ``cpus_per_task``.
+        container_env: names of variables of the job's environment whose values override the image's inside the
+            container (pyxis' ``--container-env``); needs ``container_image``.
         tunnel: how to reach the cluster (``run.SSHTunnel(...)`` or ``run.LocalTunnel(job_dir=...)``).
-        packager: how to ship code (``run.GitArchivePackager()``...); None: the cluster sees the same files.
+        packager: how to ship code (``run.GitArchivePackager()``...); None or the pass-through ``run.Packager()``:
+            the cluster sees the same files (a shared filesystem).
         python: the interpreter on the cluster that runs Python tasks: an absolute path or a command name.
         launcher: ``None``, ``"torchrun"`` or ``run.Torchrun(...)``.
     """
@@ -135,6 +153,19 @@ class SlurmExecutor(Executor):
     array: Optional[str] = None
     heterogeneous: list[SlurmResources] = dataclasses.field(default_factory=list)
     dependency_type: str = "afterok"
+    dependencies: list[str] = dataclasses.field(default_factory=list)
+    job_name_prefix: Optional[str] = None
+    job_details: SlurmJobDetails = dataclasses.field(default_factory=SlurmJobDetails)
+    stderr_to_stdout: bool = True
+    gres: Optional[str] = None
+    exclude: Optional[str] = None
+    comment: Optional[str] = None
+    signal: Optional[str] = None
+    network: Optional[str] = None
+    mem_per_gpu: Optional[str] = None
+    mem_per_cpu: Optional[str] = None
+    cpus_per_gpu: Optional[int] = None
+    container_env: list[str] = dataclasses.field(default_factory=list)
     tunnel: Any = None
     packager: Any = None
     python: str = "python3"
@@ -154,6 +185,13 @@ class SlurmExecutor(Executor):
                 raise ConfigError(f"time={self.time!r} and time_limit={self.time_limit!r} disagree; they are one "
                                   "setting, give one", path="SlurmExecutor.time")
             self.time, self.time_limit = self.time_limit, None
+        # NeMo Run's setup_lines is one text of lines, and its additional_parameters default None.
+        if isinstance(self.setup_lines, str):
+            self.setup_lines = self.setup_lines.splitlines()
+        if self.additional_parameters is None:
+            self.additional_parameters = {}
+        if self.heterogeneous is False:
+            self.heterogeneous = []
         if self.tunnel is None:
             from nemorun_core.home import default_home
             from nemorun_core.tunnel.local import LocalTunnel
@@ -186,6 +224,7 @@ class SlurmExecutor(Executor):
             raise ConfigError(f"{self.dependency_type!r} is not one of {', '.join(DEPENDENCY_TYPES)}",
                               path="SlurmExecutor.dependency_type")
         check_env_vars(self.env_vars, "SlurmExecutor.env_vars")
+        check_packager(self.packager, "SlurmExecutor.packager")
         for key, value in self.additional_parameters.items():
             if not isinstance(key, str) or not _PARAM.fullmatch(key):
                 raise ConfigError(f"{key!r} is not an sbatch option name (e.g. 'mail-type')",
@@ -202,6 +241,13 @@ class SlurmExecutor(Executor):
         if self.container_workdir is not None:
             check_arg_list([self.container_workdir], "SlurmExecutor.container_workdir")
         check_interpreter(self.python, "SlurmExecutor.python")
+        if self.heterogeneous is True:
+            raise ConfigError("heterogeneous=True (NeMo Run's form, filled from a job group) is not supported: "
+                              "give the components, heterogeneous=[run.SlurmResources(nodes=1, ...), ...]; the "
+                              "task runs as one srun step across them", path="SlurmExecutor.heterogeneous")
+        if not isinstance(self.heterogeneous, (list, tuple)):
+            raise ConfigError(f"must be a list of run.SlurmResources(...), got {self.heterogeneous!r}",
+                              path="SlurmExecutor.heterogeneous")
         for i, group in enumerate(self.heterogeneous):
             if not isinstance(group, SlurmResources):
                 raise ConfigError(f"component {i} must be a SlurmResources(...)", path="SlurmExecutor.heterogeneous")
@@ -209,6 +255,8 @@ class SlurmExecutor(Executor):
             _positive(group.ntasks_per_node, f"heterogeneous[{i}].ntasks_per_node")
             _ident(group.partition, f"heterogeneous[{i}].partition")
             _ident(group.constraint, f"heterogeneous[{i}].constraint")
+        _options.check(self)
+        _details.check_details(self.job_details)
         from nemorun_core.launchers import resolve_launcher
 
         resolve_launcher(self.launcher)
@@ -232,22 +280,53 @@ class SlurmExecutor(Executor):
         return self.tunnel.expand_home(self.tunnel.job_dir)
 
     def job_name(self, job: Job) -> str:
-        return re.sub(r"[^A-Za-z0-9_.\-]", "_", job.key.replace("/", "."))[:200]
+        """The job's Slurm name: ``job_name_prefix`` and the job's key (how ``find`` knows it in ``squeue``)."""
+        return ((self.job_name_prefix or "") + re.sub(r"[^A-Za-z0-9_.\-]", "_", job.key.replace("/", ".")))[:200]
+
+    def log_paths(self, job: Job, remote_dir: str) -> tuple[str, Optional[str]]:
+        """The job's ``--output`` path and its ``--error`` path (None: stderr is in the output), from
+        ``job_details`` (see ``slurm/details.py``). Pure."""
+        return _details.output_paths(self.job_details, job_name=self.job_name(job), remote_dir=remote_dir,
+                                     separate_stderr=not self.stderr_to_stdout, array=bool(self.array))
+
+    def log_extras(self, job: Job, remote_dir: str) -> dict[str, str]:
+        """What a handle records of the job's log paths: only those that are not the default ``log.out``."""
+        out, err = self.log_paths(job, remote_dir)
+        extras = {} if out == JobFiles(remote_dir).log else {"log": out}
+        if err is not None:
+            extras["err"] = err
+        return extras
+
+    def log_file(self, handle: JobHandle) -> str:
+        """The file holding the job's output (its ``--output``, the default ``log.out`` or a ``job_details``
+        path)."""
+        pattern = handle.extra("log")
+        return _details.resolve(pattern, handle.job_id) if pattern else JobFiles(handle.job_dir).log
+
+    def err_file(self, handle: JobHandle) -> Optional[str]:
+        """The file holding the job's stderr when it is not in the output (``stderr_to_stdout=False``), else None."""
+        pattern = handle.extra("err")
+        return _details.resolve(pattern, handle.job_id) if pattern else None
 
     def directives(self, job: Job, remote_dir: str, depends_on: Sequence[str] = ()) -> list[list[str]]:
-        common = [f"--job-name={self.job_name(job)}", f"--output={JobFiles(remote_dir).log}", "--open-mode=append",
-                  f"--chdir={remote_dir}"]
+        out, err = self.log_paths(job, remote_dir)
+        common = [f"--job-name={self.job_name(job)}", f"--output={out}"]
+        if err is not None:
+            common.append(f"--error={err}")
+        common += ["--open-mode=append", f"--chdir={remote_dir}"]
         if self.time:
             common.append(f"--time={self.time}")
         for flag, value in (("account", self.account), ("qos", self.qos)):
             if value:
                 common.append(f"--{flag}={value}")
+        common += _options.job_options(self)
         if self.array:
             common.append(f"--array={self.array}")
         if self.retries:
             common.append("--requeue")
-        if depends_on:
-            common.append(f"--dependency={self.dependency_type}:{':'.join(depends_on)}")
+        waits = list(dict.fromkeys([*depends_on, *_options.dependency_ids(self.dependencies)]))
+        if waits:
+            common.append(f"--dependency={self.dependency_type}:{':'.join(waits)}")
         for key, value in sorted(self.additional_parameters.items()):
             if value is True or value is None:
                 common.append(f"--{key}")
@@ -272,7 +351,7 @@ class SlurmExecutor(Executor):
             out.append(f"--gpus-per-task={self.gpus_per_task}")
         if self.exclusive:
             out.append("--exclusive")
-        return out
+        return out + _options.resource_options(self)
 
     def _tasks_per_node(self, r: SlurmResources) -> int:
         from nemorun_core.launchers import resolve_launcher
@@ -293,7 +372,7 @@ class SlurmExecutor(Executor):
         the command, which is passed as arguments (``"$@"``), never as shell text. With a launcher on several
         nodes, each launcher process gets its node's rank the same way.
         """
-        from nemorun_core.launchers import resolve_launcher
+        from nemorun_core.launchers import resolve_launcher, wrap_command
 
         q = shlex.quote
         argv = resolve_argv([_remote_path(a, job.job_dir, remote_dir) for a in job.command], self.python)
@@ -306,6 +385,7 @@ class SlurmExecutor(Executor):
                 srun.append(f"--container-mounts={','.join(self.container_mounts)}")
             if self.container_workdir:
                 srun.append(f"--container-workdir={self.container_workdir}")
+            srun += _options.srun_options(self)
         launcher = resolve_launcher(self.launcher)
         if launcher is None:
             if sum(n * t for n, t in self._groups()) <= 1:
@@ -314,8 +394,8 @@ class SlurmExecutor(Executor):
             return (" ".join(q(a) for a in srun) + " sh -c " + q(prelude + '; exec "$@"') + " nemorun-task "
                     + " ".join(q(a) for a in argv)), True
         rank, head = _NODE_VARS
-        wrapped = launcher.wrap(argv, nodes=self.nodes, nproc_per_node=self.ntasks_per_node,
-                                node_rank=rank, master_addr=head)
+        wrapped = wrap_command(launcher, argv, nodes=self.nodes, nproc_per_node=self.ntasks_per_node,
+                               node_rank=rank, master_addr=head, profile_dir=remote_dir)
         inner = " ".join(_with_node_vars(a) for a in wrapped)
         node = ranks.node_env('"$SLURM_NODEID"', self.nodes)
         if node:
@@ -377,7 +457,7 @@ class SlurmExecutor(Executor):
         remote_dir = self.remote_dir(job, root)
         check_path(self.remote_dir(job, written) if root.startswith(HOME_PLACEHOLDER) else remote_dir)
         code_dir = None
-        if self.packager is not None:
+        if packages_code(self.packager):  # None or the pass-through run.Packager(): the cluster has the code
             if dry:
                 code_dir = f"{root.rstrip('/')}/code/{DIGEST_PLACEHOLDER}"
                 placeholders[DIGEST_PLACEHOLDER] = "the content digest of the code package built at submission"
@@ -452,11 +532,23 @@ class SlurmExecutor(Executor):
         return self.tunnel.read_bytes(f"{handle.job_dir}/{name}")
 
     def log_location(self, handle: JobHandle) -> str:
-        return f"{self.tunnel.address}:{JobFiles(handle.job_dir).log}"
+        err = self.err_file(handle)
+        where = f"{self.tunnel.address}:{self.log_file(handle)}"
+        return f"{where} (stderr: {err})" if err else where
 
     def log_tail(self, handle: JobHandle, lines: int = 20) -> list[str]:
-        result = self.tunnel.run(f"tail -n {int(lines)} {shlex.quote(JobFiles(handle.job_dir).log)}", check=False)
-        return result.stdout.splitlines() if result.ok else []
+        """The last lines of the job's output, then of its stderr when that is a file of its own."""
+        out = []
+        for path in filter(None, (self.log_file(handle), self.err_file(handle))):
+            result = self.tunnel.run(f"tail -n {int(lines)} {shlex.quote(path)}", check=False)
+            if result.ok:
+                out += result.stdout.splitlines()
+        return out
+
+    # -- NeMo Run's executor methods --------------------------------------------------------------------------------
+    def info(self) -> str:
+        """``"SlurmExecutor on <cluster address>"``."""
+        return f"{type(self).__qualname__} on {self.tunnel.address}"
 
 
 def job_files_tar(files: dict[str, str], script: str) -> bytes:

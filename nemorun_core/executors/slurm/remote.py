@@ -76,7 +76,8 @@ def submit(ex: "SlurmExecutor", job: Job, remote_dir: str, request: SubmitReques
     if not job_id.isdigit():
         raise SubmissionError(f"sbatch of job {job.name!r} printed "
                               f"{redact_text(out, _secret_fragments(secrets))!r}, not a job id")
-    return JobHandle.create(ex.backend, job_id, job.key, remote_dir, address=tunnel.address, array=ex.array or "")
+    return JobHandle.create(ex.backend, job_id, job.key, remote_dir, address=tunnel.address, array=ex.array or "",
+                            **ex.log_extras(job, remote_dir))
 
 
 # The submit command's exit status when the directory belongs to another key, and the line before that key.
@@ -157,7 +158,8 @@ def find(ex: "SlurmExecutor", key: str) -> JobHandle | None:
     job_id = result.stdout.strip().split("_")[0]
     if not job_id.isdigit():
         return None
-    return JobHandle.create(ex.backend, job_id, key, remote_dir, address=ex.tunnel.address, array=ex.array or "")
+    return JobHandle.create(ex.backend, job_id, key, remote_dir, address=ex.tunnel.address, array=ex.array or "",
+                            **ex.log_extras(job, remote_dir))
 
 
 def status_many(ex: "SlurmExecutor", handles: Sequence[JobHandle]) -> dict[JobHandle, JobStatus]:
@@ -188,7 +190,7 @@ def poll_many(ex: "SlurmExecutor", offsets: Mapping[JobHandle, int]) -> dict[Job
     """Status and new log lines of every job in ONE remote command: what a poller (an Airflow trigger) needs.
 
     The script runs ``squeue`` and ``sacct`` for all jobs first, then prints, per job, its ``status.json`` (for a
-    failed task's own error) and the lines of ``log.out`` from its offset, each base64-encoded between markers, so
+    failed task's own error) and the lines of its log (``log.out`` or the ``job_details`` path) from its offset, each base64-encoded between markers, so
     no byte a job writes (a marker, NUL, invalid UTF-8) can confuse the parsing. A job gets at most
     :data:`POLL_MAX_LINES` lines and :data:`POLL_MAX_BYTES` bytes per round; the rest comes in later rounds (so a
     terminal job's log is complete once a round returns fewer lines than the cap). A last line without its newline
@@ -208,8 +210,8 @@ def poll_many(ex: "SlurmExecutor", offsets: Mapping[JobHandle, int]) -> dict[Job
     script = [
         _states_command(handles),
         f'_p() {{ echo {_JOB_MARK}; cat "$1/{JobFiles.STATUS}" 2>/dev/null {show}; '
-        f'tail -n "+$2" "$1/{JobFiles.LOG}" 2>/dev/null | head -n {POLL_MAX_LINES} | head -c {POLL_MAX_BYTES} {show}; }}',
-        *(f"_p {q(h.job_dir)} {offsets[h] + 1}" for h in handles),
+        f'tail -n "+$2" "$3" 2>/dev/null | head -n {POLL_MAX_LINES} | head -c {POLL_MAX_BYTES} {show}; }}',
+        *(f"_p {q(h.job_dir)} {offsets[h] + 1} {q(ex.log_file(h))}" for h in handles),
     ]
     result = ex.tunnel.run("\n".join(script), check=False)
     head, *sections = result.stdout.split(f"\n{_JOB_MARK}\n")
@@ -259,13 +261,14 @@ def _add_task_errors(ex: "SlurmExecutor", handles: list[JobHandle], out: dict[Jo
 
 
 def logs(ex: "SlurmExecutor", handle: JobHandle, *, follow: bool, offset: int) -> Iterator[str]:
-    """Lines of ``log.out`` from line ``offset``; each fetch asks only for what is new (``tail -n +N``).
+    """Lines of the job's log (``log.out`` or the ``job_details`` path) from line ``offset``; each fetch asks
+    only for what is new (``tail -n +N``).
 
     A log that does not exist (yet) has no lines. While following, a last line without its newline waits until it
     is complete or the job has ended.
     """
     def fetch(line_no: int, final: bool) -> list[str]:
-        text = ex.tunnel.run(f"tail -n +{line_no + 1} {q(JobFiles(handle.job_dir).log)} 2>/dev/null",
+        text = ex.tunnel.run(f"tail -n +{line_no + 1} {q(ex.log_file(handle))} 2>/dev/null",
                              check=False).stdout
         return split_complete(text, final=final)
 

@@ -193,7 +193,7 @@ def test_port_forms(ports, expected):
     ("extra_args", {"extra_args": {"environment": {}}}, "use env_vars instead"),
     ("network", {"network": "bridge"}, "bridge"),
     ("network", {"network": "my-net"}, "Use network='host' or 'none'"),
-    ("num_gpus", {"num_gpus": -1}, "None, an int >= 0 or 'all'"),
+    ("num_gpus", {"num_gpus": -2}, "None, an int >= 0 or 'all'"),
     ("num_gpus", {"num_gpus": "two"}, "None, an int >= 0 or 'all'"),
     ("ulimits", {"ulimits": {"nofiles": 10}}, "unknown limit 'nofiles'"),
     ("ulimits", {"ulimits": {"nofile": (10, 5)}}, "above its hard limit"),
