@@ -169,6 +169,10 @@ class LazyEntrypoint:
         extra = f", factory={self._factory!r}" if self._factory else ""
         return f"LazyEntrypoint({target!r}{extra}, {len(self._words) + len(self._assignments)} settings)"
 
+    def __nemorun_task__(self) -> Any:
+        """What ``run.run`` and ``exp.add`` call to get the task: :meth:`resolve`, with the default registry."""
+        return self.resolve()
+
     def resolve(self, *, registry: Any = None) -> Any:
         """Import the target and return its ``run.Partial``: the factory's config, then the words, then the sets.
 

@@ -133,6 +133,11 @@ def normalize_task(obj: Any, kwargs: dict[str, Any]) -> Any:
     from nemorun_core.config.buildable import Partial, is_buildable
     from nemorun_core.config.script import Script
 
+    # A task that becomes one when asked (``run.cli.LazyEntrypoint``: imported and configured only now), through
+    # a method looked up on its type, so nothing here imports the command-line layer.
+    to_task = getattr(type(obj), "__nemorun_task__", None)
+    if to_task is not None:
+        obj = to_task(obj)
     if isinstance(obj, Script) or is_buildable(obj):
         if kwargs:
             raise ExperimentError(

@@ -239,6 +239,12 @@ def test_lazy_imports_and_lazy_entrypoint():
     bad.epocs = 1
     with pytest.raises(OverrideError, match="did you mean 'epochs'"):
         bad.resolve()
+    # run.run and exp.add take one as they take a Partial: it is resolved when it is added
+    lazy = run.cli.LazyEntrypoint("tests.unit.cli._nemo_targets.train_nr --factory quick")
+    lazy.epochs = 2
+    assert run.run(lazy, direct=True)["epochs"] == 2
+    with pytest.raises(OverrideError, match="did you mean 'epochs'"):
+        run.run(bad, direct=True)
 
 
 # -- the spec's CLI lines and NeMo Run's files -----------------------------------------------------------------------
