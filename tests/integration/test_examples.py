@@ -40,3 +40,11 @@ def test_slurm_example_dryrun_needs_no_cluster(home):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("#SBATCH --partition=gpu") == 4 and "srun python3 -m nemorun_core.runner" in proc.stdout
     assert not os.path.exists(os.path.join(home, "experiments")), "a dry run writes nothing to the store"
+
+
+def test_from_nemo_run(home):
+    proc = _run("from_nemo_run.py", home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "train: SUCCEEDED, train_1: SUCCEEDED" in proc.stdout
+    assert "refused before submission: plugin ValidateLR rejected task 'train': ValueError: lr must be positive" \
+        in proc.stdout
