@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or bring up to date) the two test environments:
-#   .venvs/prefect  nemorun[dev,prefect,ssh,docker] + torch (CPU)   under constraints/prefect.txt
-#   .venvs/airflow  nemorun[dev,airflow,ssh,docker]                  under constraints/airflow.txt
+#   .venvs/prefect  nemorun[dev,prefect,ssh,docker,ray] + torch (CPU)   under constraints/prefect.txt
+#   .venvs/airflow  nemorun[dev,airflow,ssh,docker,ray]                  under constraints/airflow.txt
 # plus, in both, the test fixture tests/fixtures/nemorun_echo_backend (a third-party executor backend).
 # Prefect 3 and Airflow 3 cannot share one environment (their fastapi/uvicorn ranges break each other at run
 # time), so each side gets its own venv with fully pinned constraints.
@@ -94,11 +94,11 @@ sides=("$@")
 for side in "${sides[@]}"; do
     case "$side" in
         prefect)
-            install_side prefect dev,prefect,ssh,docker
+            install_side prefect dev,prefect,ssh,docker,ray
             install_torch
             ;;
         airflow)
-            install_side airflow dev,airflow,ssh,docker
+            install_side airflow dev,airflow,ssh,docker,ray
             ;;
         *)
             echo "setup_envs.sh: unknown side '$side' (expected prefect or airflow)" >&2

@@ -4,7 +4,7 @@
 #   1. scripts/setup_envs.sh brings .venvs/prefect and .venvs/airflow up to date (fast when they already are);
 #   2. the services that integration tests talk to are started (see the marked section below);
 #   3. pytest runs twice, because Prefect 3 and Airflow 3 cannot share one environment:
-#        prefect side: tests/unit tests/integration tests/contract tests/prefect with .venvs/prefect/bin/python
+#        prefect side: tests/unit tests/integration tests/contract tests/ray tests/prefect with .venvs/prefect/bin/python
 #        airflow side: tests/airflow                                 with .venvs/airflow/bin/python
 #
 # Extra arguments go to both pytest runs (e.g. `-x`, `-k name`, `-m "not slurm"`). To run one side only:
@@ -45,7 +45,8 @@ trap cleanup EXIT
 # >>> services: start-up of the real services the integration tests use.
 #     scripts/services/sshd.sh (OpenSSH on 127.0.0.1:${NEMORUN_SSHD_PORT:-2222}), scripts/services/slurm.sh
 #     (two-node Slurm + slurmdbd, reached over that sshd as the user nemorun-ci) and scripts/services/docker.sh
-#     (dockerd on its own socket, --bridge=none, images built locally), scripts/services/browser.sh (Debian's
+#     (dockerd on its own socket, --bridge=none, images built locally), scripts/services/ray.sh (a Ray head in a
+#     loopback-only network namespace, its Jobs API bridged to host 127.0.0.1), scripts/services/browser.sh (Debian's
 #     chromium for the UI form checks, tests/*/test_ui_forms.py). Each script is idempotent (`start` on a
 #     running service only checks it), prints the NEMORUN_TEST_* variables the tests read with `env`
 #     (tests/integration/services.py), and is stopped in cleanup() above.
@@ -53,7 +54,7 @@ trap cleanup EXIT
 #     CI must FAIL, not skip, when a service cannot start: do not swallow their exit status.
 start_services() {
     local svc env_lines t
-    for svc in sshd slurm docker browser; do
+    for svc in sshd slurm docker ray browser; do
         bash "scripts/services/$svc.sh" status || started_services+=("$svc")
         t=$(now)
         # Not `|| true`, and not inside `if`: a service that cannot start fails the run (set -e) with its message.
@@ -107,7 +108,7 @@ extra_args=("$@")
 t_all=$(now)
 for side in $sides; do
     case "$side" in
-        prefect) run_side prefect "$root/.venvs/prefect/bin/python" tests/unit tests/integration tests/contract tests/prefect ;;
+        prefect) run_side prefect "$root/.venvs/prefect/bin/python" tests/unit tests/integration tests/contract tests/ray tests/prefect ;;
         airflow) run_side airflow "$root/.venvs/airflow/bin/python" tests/airflow ;;
         *)
             echo "test.sh: unknown side '$side' in NEMORUN_TEST_SIDES (expected prefect and/or airflow)" >&2

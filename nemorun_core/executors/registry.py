@@ -198,6 +198,8 @@ BUILTINS: tuple[BackendEntry, ...] = (
     BackendEntry("slurm", "nemorun_core.executors.slurm:SlurmExecutor", extra="ssh", marker="slurm",
                  services=("sshd", "slurm"), credential_kinds=(CredentialKind.SSH,),
                  description="sbatch jobs on a Slurm cluster, here or over SSH (the 'ssh' extra)"),
+    BackendEntry("ray", "nemorun_core.executors.ray:RayExecutor", extra="ray", requires=("ray",), marker="ray",
+                 services=("ray",), description="Ray jobs on a Ray cluster (local, or any dashboard address)"),
 )
 
 

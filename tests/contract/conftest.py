@@ -261,6 +261,43 @@ def _slurm() -> Backend:
     return Backend("slurm", make, job, unknown, calls, untouched, jobs_with_key)
 
 
+# -- Ray (the head of scripts/services/ray.sh, through its bridge) --------------------------------------------------
+def _ray(tmp_path: str) -> Backend:
+    from nemorun_core.executors.ray import client as ray_client
+
+    svc = services.ray()
+
+    def make(**kw: Any) -> Executor:
+        return run.RayExecutor(**{"address": svc.address, **kw})
+
+    def job(name: str, body: str) -> Job:
+        return Job(name, _key(name), [SHELL, "-c", body], os.path.join(tmp_path, "jobs", name))
+
+    def unknown() -> JobHandle:
+        return JobHandle.create("ray", f"nemorun-ghost-{uuid.uuid4().hex[:10]}", _key("ghost"),
+                                os.path.join(tmp_path, "no-such-job"), address=svc.address)
+
+    @contextlib.contextmanager
+    def calls() -> Iterator[Callable[[], int]]:
+        with ray_client.counting_requests(svc.address) as counted:
+            yield lambda: counted["n"]
+
+    def jobs_with_key(key: str) -> int:
+        jobs = ray_client.client(svc.address).list_jobs()
+        return sum(1 for j in jobs if (j.metadata or {}).get("nemorun.key") == key)
+
+    @contextlib.contextmanager
+    def untouched(job: Job) -> Iterator[None]:
+        ray_client.client(svc.address)  # made before counting: making a client is a version request
+        with calls() as n, _no_file_changes(tmp_path):
+            yield
+        assert n() == 0, "dryrun called the Ray cluster"
+        assert jobs_with_key(job.key) == 0, "dryrun submitted a Ray job"
+        assert not os.path.exists(job.job_dir)
+
+    return Backend("ray", make, job, unknown, calls, untouched, jobs_with_key)
+
+
 # -- a third-party backend (tests/fixtures/nemorun_echo_backend, found through the registry's entry point) -----
 def _echo(tmp_path: str, monkeypatch: pytest.MonkeyPatch) -> Backend:
     from nemorun_core.executors import registry
@@ -291,6 +328,7 @@ BACKENDS = {
     "echo": pytest.param("echo", marks=pytest.mark.local),
     "docker": pytest.param("docker", marks=pytest.mark.docker),
     "slurm": pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.ssh]),
+    "ray": pytest.param("ray", marks=pytest.mark.ray),
 }
 
 
@@ -301,7 +339,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.M
     name = request.param
     made = {"local": lambda: _local(str(tmp_path), monkeypatch), "echo": lambda: _echo(str(tmp_path), monkeypatch),
             "docker": lambda: _docker(str(tmp_path)),
-            "slurm": _slurm}[name]()
+            "slurm": _slurm, "ray": lambda: _ray(str(tmp_path))}[name]()
     yield made
     for ex, handle in made.submitted:
         try:

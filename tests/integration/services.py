@@ -73,3 +73,18 @@ def slurm() -> SlurmService:
 def docker() -> DockerService:
     """The Docker test engine. Raises RuntimeError (naming the script to run) when it was not set up."""
     return _load(DockerService, "DOCKER", "docker.sh")
+
+
+@dataclass(frozen=True)
+class RayService:
+    """The Ray head of scripts/services/ray.sh: in a loopback-only network namespace, its dashboard (Jobs API)
+    bridged to host 127.0.0.1. Shared by the whole test run: tests submit jobs, never stop it."""
+
+    address: str  # http://127.0.0.1:PORT, the dashboard through the bridge
+    netns: str  # the namespace's name (`ip netns pids NAME` lists the head's processes)
+    python: str  # the interpreter on the raylet's PATH (jobs' `python`), with nemorun installed
+
+
+def ray() -> RayService:
+    """The Ray test head. Raises RuntimeError (naming the script to run) when it was not set up."""
+    return _load(RayService, "RAY", "ray.sh")

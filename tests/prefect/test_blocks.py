@@ -31,7 +31,7 @@ SLUGS = frozenset({"nemorun-executor", "nemorun-ssh-cluster", "nemorun-bearer-to
                    "nemorun-kubeconfig"})
 # One typed executor block per backend the registry knows here: the built-ins and the echo fixture backend.
 FORM_SLUGS = frozenset({"nemorun-local-executor", "nemorun-docker-executor", "nemorun-slurm-executor",
-                        "nemorun-echo-executor"})
+                        "nemorun-ray-executor", "nemorun-echo-executor"})
 TOKEN = "tok-5e4d3c2b1a0918f7e6d5c4b3a2918070"
 KUBECONFIG = """apiVersion: v1
 kind: Config

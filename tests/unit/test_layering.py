@@ -50,6 +50,9 @@ TOP_LEVEL = {
 SUBPACKAGE_LAYERS = {name: name for name in LAYERS if name not in ("bottom", "api", "orchestrators")}
 SUBPACKAGE_LAYERS["core"] = "api"  # NeMo Run's module paths (nemo_run.core.execution.slurm...): public re-exports
 SUBPACKAGE_LAYERS["run"] = "api"  # NeMo Run's nemo_run.run.experiment, nemo_run.run.plugin...: public re-exports
+# Ray clusters and jobs (RayCluster, RayJob): beside the executors, which they start through (the Ray executor checks
+# its cluster= against RayCluster, and RayJob submits through the Ray executor).
+SUBPACKAGE_LAYERS["ray"] = "executors"
 
 # Documented re-export shims that keep an old import path working after its implementation moved up a layer
 # (importer -> imported). Each one imports lazily and holds no code of its own.

@@ -40,7 +40,7 @@ def test_each_builtin_loads_its_class_and_declares_its_credential_kinds(entry: B
 
 
 def test_builtin_names_and_the_known_backends() -> None:
-    assert [e.name for e in BUILTINS] == ["local", "docker", "slurm"]
+    assert [e.name for e in BUILTINS] == ["local", "docker", "slurm", "ray"]
     assert registry.get("slurm").credential_kinds == (CredentialKind.SSH,)
     assert (registry.get("docker").extra, registry.get("slurm").extra, registry.get("local").extra) == \
         ("docker", "ssh", None)
@@ -134,7 +134,7 @@ def test_get_is_case_insensitive_and_knows_aliases() -> None:
                                             aliases=("proc", "process"))], path=[])
     assert reg.get(" Local ") is BUILTINS[0]
     assert reg.get("PROCESS").name == "local2"
-    assert reg.names() == ["local", "docker", "slurm", "local2"]
+    assert reg.names() == ["local", "docker", "slurm", "ray", "local2"]
 
 
 def test_unknown_name_lists_the_known_backends_and_how_to_install_a_missing_one() -> None:
@@ -145,7 +145,7 @@ def test_unknown_name_lists_the_known_backends_and_how_to_install_a_missing_one(
         reg.get("slrum")
     message = str(info.value)
     assert "unknown executor 'slrum'" in message and "did you mean 'slurm'?" in message
-    assert "known executors: local, docker, slurm, ghost [not installed: pip install 'nemorun[ghost]']" in message
+    assert "known executors: local, docker, slurm, ray, ghost [not installed: pip install 'nemorun[ghost]']" in message
     assert "'nemorun.executors'" in message
     with pytest.raises(RegistryError, match=r"needs the module 'nemorun_ghost_sdk_not_installed', which is not "
                                             r"installed; install it: pip install 'nemorun\[ghost\]'"):
@@ -253,7 +253,7 @@ def test_a_class_entry_point_is_listed_with_its_credential_kinds_and_loads(site)
         ("nr-test-tokened", "nr_test_tokened:TokenExecutor", (CredentialKind.BEARER_TOKEN,),
          "Jobs on a token-guarded service.")
     cls = entry.load()
-    assert reg.for_class(cls) is entry and [e.name for e in reg.entries()] == ["local", "docker", "slurm", "tokened"]
+    assert reg.for_class(cls) is entry and [e.name for e in reg.entries()] == ["local", "docker", "slurm", "ray", "tokened"]
 
 
 def test_a_function_entry_point_describes_its_backend(site) -> None:
