@@ -188,7 +188,7 @@ def test_cli_executor_name_alias_file_completion_and_the_nemorun_console_script(
     assert '"banner": "from a file"' in from_file.stdout and '"time_limit_s": 30' in from_file.stdout
 
     completed = _cli(home, *py, "--complete", "3", "python", "greet.py", "--executor", "", cwd=tmp_path)
-    assert completed.stdout.split() == ["docker", "echo", "local", "none", "slurm"]
+    assert completed.stdout.split() == ["docker", "echo", "local", "none", "ray", "slurm"]
     unknown = _cli(home, *py, "--executor", "ecko", cwd=tmp_path)
     assert unknown.returncode == 2
     assert "unknown executor 'ecko' in --executor" in unknown.stderr and "did you mean 'echo'?" in unknown.stderr

@@ -74,8 +74,17 @@ def slurm_sleeper() -> None:
     run_nemorun_task(run.Script(inline="echo started; sleep 300"), _jobs.slurm_executor(), name="slurm-sleeper")
 
 
+@flow(on_cancellation=[on_cancellation_cancel_jobs()])
+def ray_sleeper() -> None:
+    """A Ray job on the test run's Ray head (scripts/services/ray.sh) that sleeps until it is cancelled."""
+    from tests.integration import services
+
+    run_nemorun_task(run.Script(inline="echo started; sleep 300"), run.RayExecutor(address=services.ray().address),
+                     name="ray-sleeper")
+
+
 FLOWS = {"counted": counted, "sleepers": sleepers, "plain_with_subflow": plain_with_subflow,
-         "slurm_sleeper": slurm_sleeper}
+         "slurm_sleeper": slurm_sleeper, "ray_sleeper": ray_sleeper}
 
 
 def main(argv: list[str]) -> None:

@@ -197,4 +197,10 @@ def test_executor_block_form_shows_its_fields_and_redacted_in_the_config_descrip
         from nemorun_prefect.blocks import DOCS_URL
 
         links = page.locator(f'a[href="{DOCS_URL}"]')
+        from playwright.sync_api import TimeoutError as RenderTimeout
+
+        try:  # the card's links render after its heading: wait for one (a loaded CI machine is slow to render)
+            links.first.wait_for(state="attached", timeout=30_000)
+        except RenderTimeout:
+            pass  # the assertion says what is missing
         assert links.count() >= 1, f"no documentation link to {DOCS_URL} on the block type's catalog page"
