@@ -29,6 +29,7 @@ import base64
 import binascii
 import os
 import re
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Mapping
 
 from airflow.sdk import BaseHook
@@ -182,7 +183,7 @@ class NemorunSSHHook(BaseHook):
         return True, f"connected to {tunnel.address}"
 
 
-class _NemorunCredentialHook(BaseHook):
+class _NemorunCredentialHook(BaseHook, ABC):
     """What the ``nemorun_*`` connection types share: the form from the provider declaration, the connection id
     argument, ``get_conn`` and the UI's Test button over :meth:`get_credential`. Subclasses set the connection type
     and say what they read (``get_credential``) and how a good one is described (``_describe``)."""
@@ -203,14 +204,16 @@ class _NemorunCredentialHook(BaseHook):
         super().__init__(**kwargs)
         self.nemorun_conn_id = nemorun_conn_id or self.default_conn_name
 
-    def get_credential(self) -> Credential:  # pragma: no cover - each subclass reads its own kind
-        raise NotImplementedError
+    @abstractmethod
+    def get_credential(self) -> Credential:
+        """The connection as its credential value. Raises ConnectionConfigError naming the field."""
 
     def get_conn(self) -> Credential:
         return self.get_credential()
 
-    def _describe(self, credential: Any) -> str:  # pragma: no cover - each subclass says it
-        raise NotImplementedError
+    @abstractmethod
+    def _describe(self, credential: Any) -> str:
+        """What the Test button says of a good connection."""
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection's fields; no backend is called from here (which one is the executor's)."""

@@ -95,14 +95,24 @@ class CheckedInit(abc.ABCMeta):
     (``cls(...)``, not a copy or an unpickle) first runs :func:`check_init_args`."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = type(cls).canonical_args(cls, args, kwargs)
         check_init_args(cls, args, kwargs)
         return super().__call__(*args, **kwargs)
+
+    def canonical_args(cls, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """The arguments as ``__init__`` takes them; a metaclass that accepts other spellings converts them here
+        (``PackagerMeta``: NeMo Run's names). Unchanged by default."""
+        return args, kwargs
+
+    def shown_signature(cls) -> Any:
+        """The signature ``inspect.signature(cls)`` shows: ``__init__``'s, without ``self``."""
+        return _init_signature(cls)
 
     @property
     def __signature__(cls) -> Any:
         # inspect.signature(cls) would otherwise show __call__'s (*args, **kwargs): the config layer and the CLI
         # read the constructor's parameters from it.
         try:
-            return _init_signature(cls)
+            return type(cls).shown_signature(cls)
         except (TypeError, ValueError) as e:
             raise AttributeError("__signature__") from e

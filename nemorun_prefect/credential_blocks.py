@@ -5,7 +5,7 @@ executor blocks; see its docstring for how secrets travel.
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal, Mapping, Optional
 
 from prefect.blocks.core import Block
@@ -62,8 +62,9 @@ class _CredentialBlock(NemorunBlock, ABC):
         except ConfigError as exc:
             raise _as_block_error(exc, type(self).__name__, self._field_names) from None
 
-    def _value(self) -> Credential:  # pragma: no cover - every credentials block builds its own
-        raise NotImplementedError
+    @abstractmethod
+    def _value(self) -> Credential:
+        """Build this block's credential value (a ConfigError names the value's field)."""
 
 
 class NemorunSSHCluster(_CredentialBlock):

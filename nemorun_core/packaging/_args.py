@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Mapping
 
-from nemorun_core.initargs import CheckedInit, UnknownArgumentError, check_init_args
+from nemorun_core.initargs import CheckedInit, UnknownArgumentError
 
 _SIGNATURES: dict[type, inspect.Signature] = {}
 
@@ -93,17 +93,11 @@ class PackagerMeta(CheckedInit):
     """The metaclass of ``Packager``: NeMo Run's argument names become canonical fields, then the executors'
     argument check (did-you-mean, missing arguments) runs as for every executor."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        args, kwargs = canonical_kwargs(cls, args, kwargs)
-        check_init_args(cls, args, kwargs)
-        return type.__call__(cls, *args, **kwargs)
+    def canonical_args(cls, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        return canonical_kwargs(cls, args, kwargs)
 
-    @property
-    def __signature__(cls) -> Any:
-        try:
-            return full_signature(cls)
-        except (TypeError, ValueError) as e:
-            raise AttributeError("__signature__") from e
+    def shown_signature(cls) -> Any:
+        return full_signature(cls)
 
 
 def check_bool(value: Any, path: str) -> None:

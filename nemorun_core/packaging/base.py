@@ -77,8 +77,11 @@ class Packager(metaclass=PackagerMeta):
     @classmethod
     def apply_nemo_run_setting(cls, name: str, value: Any, kwargs: dict[str, Any]) -> None:
         """Apply NeMo Run's argument ``name`` to the canonical ``kwargs``, for one that :meth:`nemo_run_value`
-        maps to no field (it changes other settings instead)."""
-        raise NotImplementedError(f"{cls.__name__}.nemo_run_value maps {name!r} to no field")
+        maps to no field (it changes other settings instead). A class whose ``nemo_run_value`` returns no field
+        for a name must override this; the base class maps every name to a field, so reaching here is a bug of
+        that subclass, reported as such."""
+        raise TypeError(f"{cls.__name__}.nemo_run_value maps NeMo Run's argument {name!r} to no field, and "
+                        f"{cls.__name__} does not override apply_nemo_run_setting to apply it")
 
 
 def packages_code(packager: Any) -> bool:

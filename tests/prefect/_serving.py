@@ -178,6 +178,20 @@ def recorded_job(home: str, flow_run_id, name: str):
     return ref.load_executor(), ref.job_handle()
 
 
+def until_job_running(served: Served, home: str, flow_run_id, name: str, what: str):
+    """Wait until the flow run's job ``name`` is recorded and its backend says RUNNING; return (executor, handle)."""
+    from nemorun_core.executors.base import JobState
+
+    def running():
+        try:
+            executor, handle = recorded_job(home, flow_run_id, name)
+        except (KeyError, AssertionError):
+            return None
+        return (executor, handle) if executor.status(handle).state is JobState.RUNNING else None
+
+    return until(what, running, served)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -20,10 +20,10 @@ from tests.prefect._serving import (  # noqa: F401 (api, home: fixtures)
     cancel_through_api,
     create_run,
     home,
-    recorded_job,
     serving,
     task_runs_of,
     until,
+    until_job_running,
     wait_for_deployment,
     wait_state,
 )
@@ -139,15 +139,7 @@ def test_retry_reattaches_to_the_slurm_job(prefect_harness: None, home: str, tmp
 def test_cancelling_the_flow_run_cancels_its_slurm_job(api: str, home: str, tmp_path) -> None:
     with serving(["-m", "tests.prefect._served", "slurm_sleeper", "test-slurm-cancel"], api, tmp_path) as served:
         flow_run_id = create_run(wait_for_deployment(served, "slurm-sleeper/test-slurm-cancel"))
-
-        def running():
-            try:
-                executor, handle = recorded_job(home, flow_run_id, "slurm-sleeper")
-            except (KeyError, AssertionError):
-                return None
-            return (executor, handle) if executor.status(handle).state is JobState.RUNNING else None
-
-        executor, handle = until("the Slurm job to run", running, served)
+        executor, handle = until_job_running(served, home, flow_run_id, "slurm-sleeper", "the Slurm job to run")
         cancel_through_api(flow_run_id)
         flow_run = wait_state(served, flow_run_id, "CANCELLED", "COMPLETED", "FAILED", "CRASHED")
         assert flow_run.state.is_cancelled(), (flow_run.state, served.log_tail())

@@ -18,9 +18,9 @@ from tests.prefect._serving import (  # noqa: F401 (api, home: fixtures)
     cancel_through_api,
     create_run,
     home,
-    recorded_job,
     serving,
     until,
+    until_job_running,
     wait_for_deployment,
     wait_state,
 )
@@ -89,15 +89,7 @@ def test_a_retried_task_re_attaches_to_its_ray_job_instead_of_submitting_twice(p
 def test_cancelling_the_flow_run_stops_its_ray_job(api: str, home: str, tmp_path) -> None:
     with serving(["-m", "tests.prefect._served", "ray_sleeper", "test-ray-cancel"], api, tmp_path) as served:
         flow_run_id = create_run(wait_for_deployment(served, "ray-sleeper/test-ray-cancel"))
-
-        def running():
-            try:
-                executor, handle = recorded_job(home, flow_run_id, "ray-sleeper")
-            except (KeyError, AssertionError):
-                return None
-            return (executor, handle) if executor.status(handle).state is JobState.RUNNING else None
-
-        executor, handle = until("the Ray job to run", running, served)
+        executor, handle = until_job_running(served, home, flow_run_id, "ray-sleeper", "the Ray job to run")
         cancel_through_api(flow_run_id)
         flow_run = wait_state(served, flow_run_id, "CANCELLED", "COMPLETED", "FAILED", "CRASHED")
         assert flow_run.state.is_cancelled(), (flow_run.state, served.log_tail())
